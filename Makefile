@@ -1,0 +1,44 @@
+# The README's two commands are `make demo` and `make test`; each sets up what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench bench-smoke system-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,prometheus,bench]'
+	touch $(STAMP)
+
+# The Prometheus server the end-to-end tests start on loopback (Debian's package).
+system-deps:
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus package for the end-to-end tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q prometheus; }
+
+demo: $(STAMP)
+	$(PY) -m services.demo $(DEMO_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check otel_aspects services tests benchmarks
+	$(VENV)/bin/ruff format --check otel_aspects services tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP) system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck unit bench-smoke
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
+bench-smoke: $(STAMP)
+	$(PY) -m benchmarks.run --smoke
+
+clean:
+	rm -rf $(VENV) build *.egg-info .hypothesis .mypy_cache .ruff_cache
