@@ -10,4 +10,14 @@ This module only re-exports; see ``docs/DESIGN.md`` for the layout.
 
 from __future__ import annotations
 
-__all__: tuple[str, ...] = ()
+from .sdk import MetricsSetup as MetricsSetup
+from .sdk import current_setup as current_setup
+from .sdk import setup_metrics as setup_metrics
+from .sdk import shutdown_metrics as shutdown_metrics
+
+__all__: tuple[str, ...] = (
+    "MetricsSetup",
+    "current_setup",
+    "setup_metrics",
+    "shutdown_metrics",
+)

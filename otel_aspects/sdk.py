@@ -1,0 +1,1125 @@
+"""OpenTelemetry SDK setup and teardown: one call at start-up, nothing to forget at exit.
+
+:func:`setup_metrics` builds an SDK ``MeterProvider`` with the readers the
+environment asks for (OTLP/HTTP, Prometheus, console, or -- when nothing is
+configured -- an in-memory reader), Views from the YAML configs loaded so far,
+and a resource carrying ``service.name`` and a per-process ``service.instance.id``.
+
+The global OpenTelemetry API accepts a provider only once per process, so the
+global provider installed here is a small *switching* provider of our own.  It
+hands out meters and instruments that delegate to the current SDK provider; the
+target is swapped when ``setup_metrics`` is called again, after ``shutdown_metrics``
+(to a no-op provider), and in a worker process forked after setup (to a fresh SDK
+provider with empty aggregation state and a new ``service.instance.id``).
+Instruments obtained before any swap keep working.
+
+Exports never slow down or break the service: recording only aggregates in
+memory, the OTLP exporter runs in the SDK's background thread with a short
+timeout, and an unreachable collector gives one WARNING per outage and one INFO
+line when exports succeed again.  With cumulative temporality (the default) the
+first successful export after an outage carries the full totals.
+
+Example::
+
+    from otel_aspects import setup_metrics, shutdown_metrics
+
+    setup = setup_metrics("my_service")            # exporters from OTEL_* variables
+    ...
+    shutdown_metrics()                              # optional: also runs at exit
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from opentelemetry import metrics as metrics_api
+from opentelemetry.context import Context
+from opentelemetry.metrics import (
+    CallbackT,
+    Counter,
+    Histogram,
+    Meter,
+    MeterProvider,
+    NoOpMeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from opentelemetry.metrics import _Gauge as Gauge
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    InMemoryMetricReader,
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.util.types import Attributes
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._logs import LoggerProvider
+
+__all__ = (
+    "DEFAULT_OTLP_ENDPOINT",
+    "DEFAULT_OTLP_TIMEOUT_SECONDS",
+    "DEFAULT_PROMETHEUS_HOST",
+    "DEFAULT_PROMETHEUS_PORT",
+    "MetricsSetup",
+    "current_setup",
+    "setup_metrics",
+    "shutdown_metrics",
+)
+
+_log = logging.getLogger("otel_aspects.sdk")
+
+#: The seed's collector address, used when neither the argument nor an
+#: ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variable names one.
+DEFAULT_OTLP_ENDPOINT: Final = "http://otel-collector:4318"
+#: OTLP/HTTP timeout (seconds, per export including retries) when neither
+#: ``OTEL_EXPORTER_OTLP_METRICS_TIMEOUT`` nor ``OTEL_EXPORTER_OTLP_TIMEOUT`` is set.
+DEFAULT_OTLP_TIMEOUT_SECONDS: Final = 2.0
+#: Loopback only unless ``OTEL_PROMETHEUS_HOST`` / ``prometheus_host`` says otherwise.
+DEFAULT_PROMETHEUS_HOST: Final = "127.0.0.1"
+DEFAULT_PROMETHEUS_PORT: Final = 9464
+
+_KNOWN_EXPORTERS: Final = ("otlp", "prometheus", "console", "none")
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+# Loggers of the OTLP/HTTP exporters: they log every failed attempt.
+_OTLP_LOGGERS: Final = (
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
+    "opentelemetry.exporter.otlp.common.http",
+)
+
+ReaderSpec = MetricReader | Callable[[], MetricReader]
+"""An extra reader: an instance, or a factory (rebuilt in forked workers)."""
+
+
+# --------------------------------------------------------------------------
+# Switching provider: the global provider, whose target can change.
+# --------------------------------------------------------------------------
+
+# One lock for every switch; replaced in a forked child (a parent thread may
+# have held it at fork time).
+_switch_lock = threading.RLock()
+
+
+class _Delegate:
+    """Mixin: an instrument forwarding to ``_real``, rebuilt by ``_factory``."""
+
+    _real: Any
+    _factory: Callable[[Meter], Any]
+
+    def _rebind(self, meter: Meter) -> None:
+        try:
+            self._real = self._factory(meter)
+        except Exception as exc:  # an instrument the new SDK refuses
+            _log.warning("otel_aspects: cannot re-create instrument (%s); it is now a no-op", exc)
+            self._real = self._factory(NoOpMeterProvider().get_meter("otel_aspects"))
+
+
+class _Counter(_Delegate, Counter):
+    def __init__(self, factory: Callable[[Meter], Counter], meter: Meter) -> None:
+        self._factory = factory
+        self._real = factory(meter)
+
+    def add(
+        self, amount: float, attributes: Attributes = None, context: Context | None = None
+    ) -> None:
+        self._real.add(amount, attributes, context)
+
+
+class _UpDownCounter(_Delegate, UpDownCounter):
+    def __init__(self, factory: Callable[[Meter], UpDownCounter], meter: Meter) -> None:
+        self._factory = factory
+        self._real = factory(meter)
+
+    def add(
+        self, amount: float, attributes: Attributes = None, context: Context | None = None
+    ) -> None:
+        self._real.add(amount, attributes, context)
+
+
+class _Histogram(_Delegate, Histogram):
+    def __init__(self, factory: Callable[[Meter], Histogram], meter: Meter) -> None:
+        self._factory = factory
+        self._real = factory(meter)
+
+    def record(
+        self, amount: float, attributes: Attributes = None, context: Context | None = None
+    ) -> None:
+        self._real.record(amount, attributes, context)
+
+
+class _Gauge(_Delegate, Gauge):
+    def __init__(self, factory: Callable[[Meter], Gauge], meter: Meter) -> None:
+        self._factory = factory
+        self._real = factory(meter)
+
+    def set(
+        self, amount: float, attributes: Attributes = None, context: Context | None = None
+    ) -> None:
+        self._real.set(amount, attributes, context)
+
+
+class _ObservableCounter(_Delegate, ObservableCounter):
+    def __init__(self, factory: Callable[[Meter], ObservableCounter], meter: Meter) -> None:
+        self._factory = factory
+        self._real = factory(meter)
+
+
+class _ObservableGauge(_Delegate, ObservableGauge):
+    def __init__(self, factory: Callable[[Meter], ObservableGauge], meter: Meter) -> None:
+        self._factory = factory
+        self._real = factory(meter)
+
+
+class _ObservableUpDownCounter(_Delegate, ObservableUpDownCounter):
+    def __init__(self, factory: Callable[[Meter], ObservableUpDownCounter], meter: Meter) -> None:
+        self._factory = factory
+        self._real = factory(meter)
+
+
+class _SwitchingMeter(Meter):
+    """A meter whose instruments follow the switching provider's target."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str | None,
+        schema_url: str | None,
+        attributes: Attributes,
+        real: Meter,
+    ) -> None:
+        super().__init__(name, version=version, schema_url=schema_url)
+        self._attributes = attributes
+        self._real = real
+        self._instruments: dict[tuple[object, ...], _Delegate] = {}
+
+    def _rebind(self, real: Meter) -> None:
+        self._real = real
+        for instrument in self._instruments.values():
+            instrument._rebind(real)
+
+    def _get(
+        self,
+        key: tuple[object, ...],
+        make: Callable[[Callable[[Meter], Any], Meter], _Delegate],
+        factory: Callable[[Meter], Any],
+    ) -> Any:
+        with _switch_lock:
+            instrument = self._instruments.get(key)
+            if instrument is None:
+                instrument = make(factory, self._real)
+                self._instruments[key] = instrument
+            return instrument
+
+    @staticmethod
+    def _key(
+        kind: str, name: str, unit: str, description: str, extra: object = None
+    ) -> tuple[object, ...]:
+        return (kind, name.strip().lower(), unit, description, extra)
+
+    def create_counter(self, name: str, unit: str = "", description: str = "") -> Counter:
+        result: Counter = self._get(
+            self._key("counter", name, unit, description),
+            _Counter,
+            lambda m: m.create_counter(name, unit, description),
+        )
+        return result
+
+    def create_up_down_counter(
+        self, name: str, unit: str = "", description: str = ""
+    ) -> UpDownCounter:
+        result: UpDownCounter = self._get(
+            self._key("up_down_counter", name, unit, description),
+            _UpDownCounter,
+            lambda m: m.create_up_down_counter(name, unit, description),
+        )
+        return result
+
+    def create_histogram(
+        self,
+        name: str,
+        unit: str = "",
+        description: str = "",
+        *,
+        explicit_bucket_boundaries_advisory: Sequence[float] | None = None,
+    ) -> Histogram:
+        buckets = (
+            None
+            if explicit_bucket_boundaries_advisory is None
+            else tuple(explicit_bucket_boundaries_advisory)
+        )
+        result: Histogram = self._get(
+            self._key("histogram", name, unit, description, buckets),
+            _Histogram,
+            lambda m: m.create_histogram(
+                name, unit, description, explicit_bucket_boundaries_advisory=buckets
+            ),
+        )
+        return result
+
+    def create_gauge(self, name: str, unit: str = "", description: str = "") -> Gauge:
+        result: Gauge = self._get(
+            self._key("gauge", name, unit, description),
+            _Gauge,
+            lambda m: m.create_gauge(name, unit, description),
+        )
+        return result
+
+    def create_observable_counter(
+        self,
+        name: str,
+        callbacks: Sequence[CallbackT] | None = None,
+        unit: str = "",
+        description: str = "",
+    ) -> ObservableCounter:
+        cbs = tuple(callbacks or ())
+        result: ObservableCounter = self._get(
+            self._key("observable_counter", name, unit, description, cbs),
+            _ObservableCounter,
+            lambda m: m.create_observable_counter(name, cbs, unit, description),
+        )
+        return result
+
+    def create_observable_gauge(
+        self,
+        name: str,
+        callbacks: Sequence[CallbackT] | None = None,
+        unit: str = "",
+        description: str = "",
+    ) -> ObservableGauge:
+        cbs = tuple(callbacks or ())
+        result: ObservableGauge = self._get(
+            self._key("observable_gauge", name, unit, description, cbs),
+            _ObservableGauge,
+            lambda m: m.create_observable_gauge(name, cbs, unit, description),
+        )
+        return result
+
+    def create_observable_up_down_counter(
+        self,
+        name: str,
+        callbacks: Sequence[CallbackT] | None = None,
+        unit: str = "",
+        description: str = "",
+    ) -> ObservableUpDownCounter:
+        cbs = tuple(callbacks or ())
+        result: ObservableUpDownCounter = self._get(
+            self._key("observable_up_down_counter", name, unit, description, cbs),
+            _ObservableUpDownCounter,
+            lambda m: m.create_observable_up_down_counter(name, cbs, unit, description),
+        )
+        return result
+
+
+class _SwitchingMeterProvider(MeterProvider):
+    """The provider installed as the global one; its target can be swapped."""
+
+    def __init__(self) -> None:
+        self._target: MeterProvider = NoOpMeterProvider()
+        self._meters: dict[tuple[object, ...], _SwitchingMeter] = {}
+
+    def get_meter(
+        self,
+        name: str,
+        version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Attributes = None,
+    ) -> Meter:
+        key = (name, version, schema_url, repr(sorted((attributes or {}).items())))
+        with _switch_lock:
+            meter = self._meters.get(key)
+            if meter is None:
+                real = self._target.get_meter(name, version, schema_url, attributes)
+                meter = _SwitchingMeter(name, version, schema_url, attributes, real)
+                self._meters[key] = meter
+            return meter
+
+    def _switch(self, target: MeterProvider) -> None:
+        with _switch_lock:
+            self._target = target
+            for meter in self._meters.values():
+                real = target.get_meter(
+                    meter.name, meter.version, meter.schema_url, meter._attributes
+                )
+                meter._rebind(real)
+
+
+# --------------------------------------------------------------------------
+# Outage handling: one WARNING per outage, one INFO on recovery.
+# --------------------------------------------------------------------------
+
+_guard = threading.local()
+
+
+class _QuietFilter(logging.Filter):
+    """Drops the OTLP exporters' per-attempt lines logged inside a guarded export.
+
+    The guarded exporter reports the outage itself, once; the dropped message is
+    kept as the detail of that report.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        tracker: _OutageTracker | None = getattr(_guard, "tracker", None)
+        if tracker is None:
+            return True
+        tracker.last_detail = record.getMessage()
+        return False
+
+
+_quiet_filter = _QuietFilter()
+
+
+def _install_quiet_filter() -> None:
+    for name in _OTLP_LOGGERS:
+        logger = logging.getLogger(name)
+        if _quiet_filter not in logger.filters:
+            logger.addFilter(_quiet_filter)
+
+
+class _OutageTracker:
+    """Remembers whether exports to one endpoint are failing; logs transitions only."""
+
+    def __init__(self, signal: str, endpoint: str, loss_note: str) -> None:
+        self.signal = signal
+        self.endpoint = endpoint
+        self.loss_note = loss_note
+        self.failing = False
+        self.failures = 0
+        self.outages = 0
+        self.last_detail = ""
+
+    def run(self, export: Callable[[], bool]) -> bool:
+        """Run one export with the SDK's own failure lines silenced."""
+        self.last_detail = ""
+        _guard.tracker = self
+        try:
+            ok = export()
+        except Exception as exc:  # an exporter must never raise into the reader
+            ok = False
+            self.last_detail = f"{type(exc).__name__}: {exc}"
+        finally:
+            _guard.tracker = None
+        if ok:
+            if self.failing:
+                _log.info(
+                    "otel_aspects: OTLP %s export to %s recovered after %d failed attempt(s)",
+                    self.signal,
+                    self.endpoint,
+                    self.failures,
+                )
+                self.failing = False
+                self.failures = 0
+        else:
+            self.failures += 1
+            if not self.failing:
+                self.failing = True
+                self.outages += 1
+                _log.warning(
+                    "otel_aspects: OTLP %s export to %s is failing (%s); %s. "
+                    "Further failures are not logged until exports succeed again.",
+                    self.signal,
+                    self.endpoint,
+                    self.last_detail or "no detail",
+                    self.loss_note,
+                )
+        return ok
+
+
+class _GuardedMetricExporter(MetricExporter):
+    """Wraps an OTLP metric exporter: quiet outages, never raises, fork-aware.
+
+    A copy inherited by a forked child never sends: the child exports through
+    a provider of its own, and the parent's state must not be counted twice.
+    """
+
+    def __init__(self, inner: MetricExporter, endpoint: str) -> None:
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self._inner = inner
+        self._pid = os.getpid()
+        self.tracker = _OutageTracker(
+            "metrics",
+            endpoint,
+            "recording goes on and, with cumulative temporality, the totals are sent "
+            "by the first export that succeeds",
+        )
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        if os.getpid() != self._pid:
+            return MetricExportResult.FAILURE
+        ok = self.tracker.run(
+            lambda: (
+                self._inner.export(metrics_data, timeout_millis=timeout_millis)
+                is MetricExportResult.SUCCESS
+            )
+        )
+        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return os.getpid() != self._pid or self._inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        if os.getpid() == self._pid:
+            self._inner.shutdown(timeout_millis=timeout_millis)
+
+
+def _guarded_log_exporter(endpoint: str, timeout: float | None) -> Any:
+    """An OTLP/HTTP log exporter with the same outage policy as metrics."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+    class _GuardedLogExporter(LogRecordExporter):
+        def __init__(self) -> None:
+            self._inner = OTLPLogExporter(endpoint=endpoint, timeout=timeout)
+            self._pid = os.getpid()
+            self.tracker = _OutageTracker(
+                "logs", endpoint, "log records are dropped while the collector is unreachable"
+            )
+
+        def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+            if os.getpid() != self._pid:
+                return LogRecordExportResult.FAILURE
+            ok = self.tracker.run(
+                lambda: self._inner.export(batch) is LogRecordExportResult.SUCCESS
+            )
+            return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+
+        def shutdown(self) -> None:
+            if os.getpid() == self._pid:
+                self._inner.shutdown()  # type: ignore[no-untyped-call]
+
+        def force_flush(self, timeout_millis: int = 30_000) -> bool:
+            return True
+
+    return _GuardedLogExporter()
+
+
+class _NotOpenTelemetry(logging.Filter):
+    """Keeps the SDK's own log lines out of the pipeline that ships logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith("opentelemetry")
+
+
+# --------------------------------------------------------------------------
+# Plan (what was asked) and installation (what was built from it).
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    service_name: str
+    exporters: tuple[str, ...]
+    use_memory: bool
+    metrics_endpoint: str
+    logs_endpoint: str
+    otlp_timeout: float | None
+    interval_millis: float | None
+    prometheus_host: str
+    prometheus_port: int
+    extra_readers: tuple[ReaderSpec, ...]
+    resource_attributes: Mapping[str, Any]
+    enable_metrics: bool
+    enable_logs: bool
+
+
+@dataclass
+class _Installation:
+    instance_id: str
+    resource: Resource
+    meter_provider: SdkMeterProvider | None = None
+    readers: tuple[MetricReader, ...] = ()
+    memory_reader: InMemoryMetricReader | None = None
+    otlp_exporter: _GuardedMetricExporter | None = None
+    prometheus_server: Any = None
+    prometheus_port: int | None = None
+    logger_provider: LoggerProvider | None = None
+    log_handler: logging.Handler | None = None
+    rebuilt_readers: list[MetricReader] = field(default_factory=list)
+
+
+class MetricsSetup:
+    """Handle on what :func:`setup_metrics` installed; stays valid in forked workers.
+
+    ``meter_provider`` is the global switching provider: pass it to clients that
+    should not use the global API (``create_metrics_client(..., meter_provider=...)``).
+    In a worker forked after setup the same handle describes the worker's own
+    provider (new ``service_instance_id``, new ``memory_reader``).
+
+    Example::
+
+        setup = setup_metrics("svc", exporters=[])     # in-memory reader only
+        counter = setup.meter_provider.get_meter("svc").create_counter("hits_total")
+        counter.add(1)
+        data = setup.memory_reader.get_metrics_data()  # when no exporter is configured
+    """
+
+    def __init__(self, plan: _Plan | None, installation: _Installation | None) -> None:
+        self._plan = plan
+        self._installation = installation
+        self._active = installation is not None
+
+    @property
+    def active(self) -> bool:
+        """``False`` when disabled (``OTEL_SDK_DISABLED``) or after shutdown/replacement."""
+        return self._active
+
+    @property
+    def service_name(self) -> str | None:
+        """The ``service.name`` of the resource, or ``None`` when disabled."""
+        return self._plan.service_name if self._plan else None
+
+    @property
+    def meter_provider(self) -> MeterProvider:
+        """The global switching provider (a no-op provider when disabled)."""
+        if self._installation is None:
+            return NoOpMeterProvider()
+        return _provider()
+
+    @property
+    def sdk_meter_provider(self) -> SdkMeterProvider | None:
+        """The SDK provider currently behind :attr:`meter_provider`."""
+        return self._installation.meter_provider if self._installation else None
+
+    @property
+    def readers(self) -> tuple[MetricReader, ...]:
+        """Every reader attached to the SDK provider."""
+        return self._installation.readers if self._installation else ()
+
+    @property
+    def memory_reader(self) -> InMemoryMetricReader | None:
+        """The embedded default reader, present only when no exporter is configured."""
+        return self._installation.memory_reader if self._installation else None
+
+    @property
+    def prometheus_port(self) -> int | None:
+        """The port the Prometheus endpoint is bound to, or ``None``."""
+        return self._installation.prometheus_port if self._installation else None
+
+    @property
+    def exporters(self) -> tuple[str, ...]:
+        """The exporter names in use (``"memory"`` for the embedded default)."""
+        if self._plan is None or self._installation is None:
+            return ()
+        return self._plan.exporters + (("memory",) if self._plan.use_memory else ())
+
+    @property
+    def otlp_endpoint(self) -> str | None:
+        """The OTLP/HTTP metrics URL, when ``otlp`` is among the exporters."""
+        if self._plan is None or "otlp" not in self._plan.exporters:
+            return None
+        return self._plan.metrics_endpoint
+
+    @property
+    def resource(self) -> Resource | None:
+        """The SDK resource (``service.name``, ``service.instance.id``, ...)."""
+        return self._installation.resource if self._installation else None
+
+    @property
+    def service_instance_id(self) -> str | None:
+        """This process's ``service.instance.id`` (a uuid4, new in each forked worker)."""
+        return self._installation.instance_id if self._installation else None
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Collect and export now (metrics and logs); ``True`` when nothing timed out."""
+        inst = self._installation
+        if inst is None or not self._active:
+            return True
+        ok = True
+        if inst.meter_provider is not None:
+            ok = inst.meter_provider.force_flush(timeout_millis)
+        if inst.logger_provider is not None:
+            ok = inst.logger_provider.force_flush(int(timeout_millis)) and ok
+        return ok
+
+    def __repr__(self) -> str:
+        return (
+            f"MetricsSetup(service_name={self.service_name!r}, active={self.active}, "
+            f"exporters={self.exporters!r}, prometheus_port={self.prometheus_port!r})"
+        )
+
+
+# --------------------------------------------------------------------------
+# Module state
+# --------------------------------------------------------------------------
+
+
+class _State:
+    provider: _SwitchingMeterProvider | None = None
+    current: MetricsSetup | None = None
+    atexit_registered = False
+    global_owned = False
+
+
+_state = _State()
+_setup_lock = threading.RLock()
+
+
+def _provider() -> _SwitchingMeterProvider:
+    if _state.provider is None:
+        _state.provider = _SwitchingMeterProvider()
+    return _state.provider
+
+
+def current_setup() -> MetricsSetup | None:
+    """The active :class:`MetricsSetup`, or ``None`` before setup and after shutdown.
+
+    Example::
+
+        if current_setup() is None:
+            setup_metrics("svc")
+    """
+    setup = _state.current
+    return setup if setup is not None and setup.active else None
+
+
+# --------------------------------------------------------------------------
+# Resolution of arguments and environment
+# --------------------------------------------------------------------------
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
+def _split_names(value: str | Iterable[str]) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [item.strip().lower() for item in items if item.strip()]
+
+
+def _resolve_exporters(
+    exporters: str | Iterable[str] | None, otlp_endpoint: str | None
+) -> tuple[tuple[str, ...], bool]:
+    """Return (exporter names, use the in-memory default)."""
+    configured = True
+    if exporters is not None:
+        names = _split_names(exporters)
+        unknown = [n for n in names if n not in _KNOWN_EXPORTERS]
+        if unknown:
+            raise ValueError(
+                f"setup_metrics: unknown exporter(s) {unknown}; "
+                f"use any of {', '.join(_KNOWN_EXPORTERS)}"
+            )
+    elif env := _env("OTEL_METRICS_EXPORTER"):
+        names = []
+        for name in _split_names(env):
+            if name in _KNOWN_EXPORTERS:
+                names.append(name)
+            else:
+                _log.error(
+                    "otel_aspects: OTEL_METRICS_EXPORTER names unknown exporter %r; ignored "
+                    "(use any of %s)",
+                    name,
+                    ", ".join(_KNOWN_EXPORTERS),
+                )
+    elif otlp_endpoint:
+        names = ["otlp"]
+    else:
+        names = []
+        configured = False
+    if _env("OTEL_PROMETHEUS_ENABLED").lower() in _TRUE:
+        names.append("prometheus")
+        configured = True
+    result = tuple(dict.fromkeys(n for n in names if n != "none"))
+    return result, not configured
+
+
+def _resolve_endpoints(otlp_endpoint: str | None) -> tuple[str, str]:
+    """(metrics URL, logs URL)."""
+    if otlp_endpoint:
+        base = otlp_endpoint.rstrip("/")
+        for suffix in ("/v1/metrics", "/v1/logs"):
+            base = base.removesuffix(suffix)
+        return f"{base}/v1/metrics", f"{base}/v1/logs"
+    base = (_env("OTEL_EXPORTER_OTLP_ENDPOINT") or DEFAULT_OTLP_ENDPOINT).rstrip("/")
+    metrics = _env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or f"{base}/v1/metrics"
+    logs = _env("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") or f"{base}/v1/logs"
+    return metrics, logs
+
+
+def _resolve_prometheus(host: str | None, port: int | None) -> tuple[str, int]:
+    host = host or _env("OTEL_PROMETHEUS_HOST") or DEFAULT_PROMETHEUS_HOST
+    if port is None:
+        raw = _env("OTEL_PROMETHEUS_PORT")
+        try:
+            port = int(raw) if raw else DEFAULT_PROMETHEUS_PORT
+        except ValueError:
+            _log.error(
+                "otel_aspects: OTEL_PROMETHEUS_PORT=%r is not a port number; using %d",
+                raw,
+                DEFAULT_PROMETHEUS_PORT,
+            )
+            port = DEFAULT_PROMETHEUS_PORT
+    return host, port
+
+
+def _views() -> list[View]:
+    """One View per configured metric that has ``max_series`` or ``buckets``.
+
+    A single View per instrument: two matching Views would make two streams.
+    """
+    from .config import loaded_configs
+
+    views: dict[str, View] = {}
+    for config in loaded_configs():
+        for spec in config.metrics.values():
+            buckets = spec.buckets if spec.kind == "histogram" else None
+            if spec.max_series is None and buckets is None:
+                continue
+            views[spec.name] = View(
+                instrument_name=spec.name,
+                aggregation=ExplicitBucketHistogramAggregation(tuple(buckets))
+                if buckets is not None
+                else None,
+                aggregation_cardinality_limit=spec.max_series,
+            )
+    return list(views.values())
+
+
+# --------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------
+
+
+def _make_resource(plan: _Plan, instance_id: str) -> Resource:
+    attributes: dict[str, Any] = dict(plan.resource_attributes)
+    attributes["service.name"] = plan.service_name
+    attributes["service.instance.id"] = instance_id
+    return Resource.create(attributes)
+
+
+def _start_prometheus(plan: _Plan, inst: _Installation, readers: list[MetricReader]) -> None:
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import CollectorRegistry, start_http_server
+    except ImportError as exc:
+        raise ImportError(
+            "otel_aspects: the Prometheus exporter is an optional extra; install it with "
+            "pip install 'otel-aspects[prometheus]' (package opentelemetry-exporter-prometheus), "
+            "or remove 'prometheus' from OTEL_METRICS_EXPORTER / OTEL_PROMETHEUS_ENABLED"
+        ) from exc
+    registry = CollectorRegistry(auto_describe=True)
+    try:
+        server, _thread = start_http_server(
+            plan.prometheus_port, addr=plan.prometheus_host, registry=registry
+        )
+    except OSError as exc:
+        _log.error(
+            "otel_aspects: cannot serve Prometheus metrics on %s:%d (%s); set "
+            "OTEL_PROMETHEUS_PORT (or prometheus_port=) to a free port, or 0 to pick one. "
+            "The service keeps running; metrics still go to the other exporters.",
+            plan.prometheus_host,
+            plan.prometheus_port,
+            exc,
+        )
+        return
+    readers.append(PrometheusMetricReader(registry=registry))
+    inst.prometheus_server = server
+    inst.prometheus_port = int(server.server_address[1])
+
+
+def _build(plan: _Plan, instance_id: str, *, in_child: bool = False) -> _Installation:
+    inst = _Installation(instance_id=instance_id, resource=_make_resource(plan, instance_id))
+    if plan.enable_metrics:
+        readers: list[MetricReader] = []
+        if plan.use_memory:
+            inst.memory_reader = InMemoryMetricReader()
+            readers.append(inst.memory_reader)
+        if "otlp" in plan.exporters:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter,
+            )
+
+            _install_quiet_filter()
+            inst.otlp_exporter = _GuardedMetricExporter(
+                OTLPMetricExporter(endpoint=plan.metrics_endpoint, timeout=plan.otlp_timeout),
+                plan.metrics_endpoint,
+            )
+            readers.append(
+                PeriodicExportingMetricReader(
+                    inst.otlp_exporter, export_interval_millis=plan.interval_millis
+                )
+            )
+        if "console" in plan.exporters:
+            readers.append(
+                PeriodicExportingMetricReader(
+                    ConsoleMetricExporter(), export_interval_millis=plan.interval_millis
+                )
+            )
+        if "prometheus" in plan.exporters:
+            if in_child and plan.prometheus_port != 0:
+                _log.info(
+                    "otel_aspects: forked worker %d does not serve Prometheus on fixed port %d "
+                    "(the parent holds it); use OTLP or OTEL_PROMETHEUS_PORT=0 for workers",
+                    os.getpid(),
+                    plan.prometheus_port,
+                )
+            else:
+                _start_prometheus(plan, inst, readers)
+        for spec in plan.extra_readers:
+            if isinstance(spec, MetricReader):
+                if in_child:
+                    _log.warning(
+                        "otel_aspects: extra reader %r was given as an instance and cannot "
+                        "be rebuilt in forked worker %d; pass a factory to keep it",
+                        spec,
+                        os.getpid(),
+                    )
+                    continue
+                readers.append(spec)
+            else:
+                readers.append(spec())
+        inst.readers = tuple(readers)
+        inst.meter_provider = SdkMeterProvider(
+            metric_readers=inst.readers,
+            resource=inst.resource,
+            views=_views(),
+            shutdown_on_exit=False,
+        )
+    if plan.enable_logs:
+        _build_logs(plan, inst)
+    return inst
+
+
+def _build_logs(plan: _Plan, inst: _Installation) -> None:
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    _install_quiet_filter()
+    provider = LoggerProvider(resource=inst.resource, shutdown_on_exit=False)
+    provider.add_log_record_processor(
+        BatchLogRecordProcessor(_guarded_log_exporter(plan.logs_endpoint, plan.otlp_timeout))
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        handler = LoggingHandler(level=logging.NOTSET, logger_provider=provider)
+    handler.addFilter(_NotOpenTelemetry())
+    logging.getLogger().addHandler(handler)
+    inst.logger_provider = provider
+    inst.log_handler = handler
+
+
+def _teardown(inst: _Installation, timeout_millis: float) -> None:
+    """Flush and shut down one installation (in the process that built it)."""
+    if inst.log_handler is not None:
+        logging.getLogger().removeHandler(inst.log_handler)
+    if inst.prometheus_server is not None:
+        inst.prometheus_server.shutdown()
+        inst.prometheus_server.server_close()
+        inst.prometheus_server = None
+    if inst.meter_provider is not None:
+        inst.meter_provider.force_flush(timeout_millis)
+        inst.meter_provider.shutdown(timeout_millis)
+    if inst.logger_provider is not None:
+        inst.logger_provider.force_flush(int(timeout_millis))
+        inst.logger_provider.shutdown()
+
+
+# --------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------
+
+
+def setup_metrics(
+    service_name: str,
+    otlp_endpoint: str | None = None,
+    enable_metrics: bool = True,
+    enable_logs: bool = False,
+    *,
+    exporters: str | Iterable[str] | None = None,
+    prometheus_host: str | None = None,
+    prometheus_port: int | None = None,
+    export_interval_millis: float | None = None,
+    extra_readers: Iterable[ReaderSpec] = (),
+    resource_attributes: Mapping[str, Any] | None = None,
+) -> MetricsSetup:
+    """Configure the OpenTelemetry SDK for this process; safe to call again.
+
+    Exporters: ``exporters`` (names or a comma-separated string), else
+    ``OTEL_METRICS_EXPORTER`` (``otlp``, ``prometheus``, ``console``, ``none``),
+    else ``otlp`` when *otlp_endpoint* is given; ``OTEL_PROMETHEUS_ENABLED=true``
+    adds ``prometheus``.  With nothing configured, an in-memory reader only
+    (:attr:`MetricsSetup.memory_reader`).
+
+    OTLP/HTTP URL: *otlp_endpoint* (a base URL; ``/v1/metrics`` is appended),
+    else ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` as is, else
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/metrics``, else
+    ``http://otel-collector:4318/v1/metrics``.  Headers, compression, certificates
+    and timeouts come from the standard ``OTEL_EXPORTER_OTLP_*`` variables; without a
+    timeout variable each export gives up after :data:`DEFAULT_OTLP_TIMEOUT_SECONDS`.
+
+    *service_name* wins over ``OTEL_SERVICE_NAME``; *resource_attributes* win over
+    ``OTEL_RESOURCE_ATTRIBUTES``; ``service.instance.id`` is a new uuid4 per process.
+    ``OTEL_SDK_DISABLED=true`` installs nothing and returns an inactive setup.
+
+    A second call replaces the first: the previous provider is flushed and shut
+    down, its Prometheus server closed, and instruments already handed out
+    follow the new provider.  *enable_logs* ships Python ``logging`` records over
+    OTLP/HTTP (``/v1/logs``) through a handler on the root logger.
+
+    Example::
+
+        setup = setup_metrics("my_service", exporters="otlp,prometheus", prometheus_port=0)
+        print(setup.prometheus_port)
+    """
+    with _setup_lock:
+        if _env("OTEL_SDK_DISABLED").lower() in _TRUE:
+            _shutdown_locked(timeout_millis=10_000)
+            _log.info("otel_aspects: OTEL_SDK_DISABLED is set; no SDK installed")
+            return MetricsSetup(None, None)
+        names, use_memory = _resolve_exporters(exporters, otlp_endpoint)
+        metrics_url, logs_url = _resolve_endpoints(otlp_endpoint)
+        host, port = _resolve_prometheus(prometheus_host, prometheus_port)
+        has_timeout_env = _env("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT") or _env(
+            "OTEL_EXPORTER_OTLP_TIMEOUT"
+        )
+        plan = _Plan(
+            service_name=service_name,
+            exporters=names,
+            use_memory=use_memory,
+            metrics_endpoint=metrics_url,
+            logs_endpoint=logs_url,
+            otlp_timeout=None if has_timeout_env else DEFAULT_OTLP_TIMEOUT_SECONDS,
+            interval_millis=export_interval_millis,
+            prometheus_host=host,
+            prometheus_port=port,
+            extra_readers=tuple(extra_readers),
+            resource_attributes=dict(resource_attributes or {}),
+            enable_metrics=enable_metrics,
+            enable_logs=enable_logs,
+        )
+        previous = _state.current
+        if previous is not None and previous._installation is not None:
+            # Free the Prometheus port before the new server binds it.
+            old = previous._installation
+            if old.prometheus_server is not None:
+                old.prometheus_server.shutdown()
+                old.prometheus_server.server_close()
+                old.prometheus_server = None
+        instance_id = str(plan.resource_attributes.get("service.instance.id") or uuid.uuid4())
+        inst = _build(plan, instance_id)
+        setup = MetricsSetup(plan, inst)
+        provider = _provider()
+        provider._switch(inst.meter_provider or NoOpMeterProvider())
+        _install_global(provider)
+        _state.current = setup
+        if previous is not None and previous._installation is not None and previous.active:
+            previous._active = False
+            _teardown(previous._installation, 10_000)
+        if not _state.atexit_registered:
+            atexit.register(_at_exit)
+            _state.atexit_registered = True
+        _log.info("otel_aspects: metrics set up: %r", setup)
+        return setup
+
+
+def _install_global(provider: _SwitchingMeterProvider) -> None:
+    if _state.global_owned:
+        return
+    current = metrics_api.get_meter_provider()
+    if current is provider:
+        _state.global_owned = True
+        return
+    if type(current).__name__ != "_ProxyMeterProvider":
+        _log.warning(
+            "otel_aspects: a global MeterProvider (%s) was installed before setup_metrics; "
+            "clients using the global API keep using it. Pass setup.meter_provider to "
+            "create_metrics_client to use this setup.",
+            type(current).__name__,
+        )
+        return
+    metrics_api.set_meter_provider(provider)
+    _state.global_owned = metrics_api.get_meter_provider() is provider
+
+
+def _shutdown_locked(timeout_millis: float) -> None:
+    setup = _state.current
+    _state.current = None
+    if setup is None or not setup.active or setup._installation is None:
+        return
+    setup._active = False
+    if _state.provider is not None:
+        _state.provider._switch(NoOpMeterProvider())
+    _teardown(setup._installation, timeout_millis)
+
+
+def shutdown_metrics(timeout_millis: float = 10_000) -> None:
+    """Flush everything recorded, then shut the SDK down; idempotent.
+
+    Also runs at interpreter exit.  Afterwards instruments are no-ops until the
+    next :func:`setup_metrics`.
+
+    Example::
+
+        setup_metrics("svc")
+        ...
+        shutdown_metrics()
+        shutdown_metrics()   # no-op
+    """
+    with _setup_lock:
+        _shutdown_locked(timeout_millis)
+
+
+def _at_exit() -> None:
+    try:
+        shutdown_metrics()
+    except Exception:  # never turn a clean exit into a traceback
+        _log.exception("otel_aspects: error while flushing metrics at exit")
+
+
+def _after_fork_in_child() -> None:
+    """Give a forked worker a provider of its own, with empty aggregation state."""
+    global _switch_lock, _setup_lock
+    _switch_lock = threading.RLock()
+    _setup_lock = threading.RLock()
+    setup = _state.current
+    if setup is None or not setup.active or setup._plan is None:
+        return
+    old = setup._installation
+    if old is not None:
+        if old.log_handler is not None:
+            logging.getLogger().removeHandler(old.log_handler)
+        if old.prometheus_server is not None:
+            # Close only this process's copy of the listening socket: the serving
+            # thread stayed in the parent, so server.shutdown() would wait forever.
+            old.prometheus_server.server_close()
+        for reader in old.readers:
+            if isinstance(reader, PeriodicExportingMetricReader):
+                try:
+                    reader.shutdown(timeout_millis=0)
+                except Exception:  # a reader we did not build may misbehave
+                    _log.debug("otel_aspects: inherited reader shutdown failed", exc_info=True)
+    try:
+        inst = _build(setup._plan, str(uuid.uuid4()), in_child=True)
+    except Exception:
+        _log.exception("otel_aspects: cannot rebuild metrics in forked worker %d", os.getpid())
+        if _state.provider is not None:
+            _state.provider._switch(NoOpMeterProvider())
+        setup._active = False
+        return
+    setup._installation = inst
+    if _state.provider is not None:
+        _state.provider._switch(inst.meter_provider or NoOpMeterProvider())
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
