@@ -10,14 +10,24 @@ This module only re-exports; see ``docs/DESIGN.md`` for the layout.
 
 from __future__ import annotations
 
+from .labels import current_labels as current_labels
+from .labels import set_label as set_label
+from .labels import set_success as set_success
 from .sdk import MetricsSetup as MetricsSetup
 from .sdk import current_setup as current_setup
 from .sdk import setup_metrics as setup_metrics
 from .sdk import shutdown_metrics as shutdown_metrics
+from .timing import Timed as Timed
+from .timing import timed as timed
 
 __all__: tuple[str, ...] = (
     "MetricsSetup",
+    "Timed",
+    "current_labels",
     "current_setup",
+    "set_label",
+    "set_success",
     "setup_metrics",
     "shutdown_metrics",
+    "timed",
 )

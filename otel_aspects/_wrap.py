@@ -1,0 +1,263 @@
+"""The wrapt wrappers shared by every aspect, one per kind of callable.
+
+An *aspect* (:class:`Aspect`) is an object with enter/exit semantics split in
+five hooks; the wrappers here drive those hooks around a call and know nothing
+else about the aspect:
+
+- ``_begin(args, kwargs) -> call``: a call starts (a generator: its first step).
+  ``args``/``kwargs`` are exactly the caller's arguments -- wrapt hands the bound
+  ``self``/``cls`` separately, so they never include it.
+- ``_finish(call, result)``: it returned (a generator: it was exhausted).
+- ``_fail(call, exc)``: it raised ``exc`` (a generator closed early: ``GeneratorExit``).
+- ``_suspend(call)`` / ``_resume(call)``: a generator yields / is resumed, so
+  per-call context state is active only while the generator body runs.
+
+The kind of wrapper is chosen once, at decoration time, from the target's code
+flags (``inspect.iscoroutinefunction`` and friends, looking through
+``classmethod``/``staticmethod`` and ``functools.partial``).  wrapt's proxy keeps
+name, docstring, signature and those code flags of the original.
+
+The hooks must not raise (aspects guard their recording); the user's result and
+exception pass through untouched -- exceptions are re-raised with a bare ``raise``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from typing import Any, Literal, ParamSpec, TypeVar, overload
+
+import wrapt
+
+__all__ = ("Aspect", "wrap")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+Args = tuple[Any, ...]
+Kwargs = dict[str, Any]
+
+
+class Aspect:
+    """Base of the aspects: a decorator made of enter/exit hooks.
+
+    Subclasses implement the hooks; ``__call__`` decorates any callable, and
+    the default ``with``/``async with`` support suits aspects whose per-call
+    state is ``None`` (:class:`~otel_aspects.timing.Timed` overrides them).
+    """
+
+    #: ``False`` when nothing would be recorded: decorating then only adds a
+    #: trivial wrapt pass-through, and ``with`` does nothing.
+    enabled: bool
+    # The hooks are closures built by each subclass's ``__init__``, binding
+    # what the hot path needs as locals (no attribute lookups per call).
+    _begin: Callable[[Args, Kwargs], Any]
+    _finish: Callable[[Any, object], None]
+    _fail: Callable[[Any, BaseException], None]
+    _suspend: Callable[[Any], None]
+    _resume: Callable[[Any], None]
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self._suspend = self._resume = _nothing
+
+    @overload
+    def __call__(self, func: classmethod[T, P, R]) -> classmethod[T, P, R]: ...
+    @overload
+    def __call__(self, func: staticmethod[P, R]) -> staticmethod[P, R]: ...
+    @overload
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
+    def __call__(self, func: Any) -> Any:
+        """Decorate *func* (any kind of callable); the wrapper kind is chosen now."""
+        return wrap(self, func)
+
+    def __enter__(self) -> Any:
+        if self.enabled:
+            self._begin((), {})
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        if self.enabled:
+            if exc is None:
+                self._finish(None, None)
+            else:
+                self._fail(None, exc)
+        return False
+
+    async def __aenter__(self) -> Any:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: object, exc: BaseException | None, tb: object
+    ) -> Literal[False]:
+        return self.__exit__(exc_type, exc, tb)
+
+
+def _nothing(call: Any) -> None:
+    return None
+
+
+def _passthrough(wrapped: Callable[..., Any], instance: object, args: Args, kwargs: Kwargs) -> Any:
+    return wrapped(*args, **kwargs)
+
+
+def _kind_target(func: Any) -> Any:
+    """What to inspect for the callable kind of *func*."""
+    if isinstance(func, classmethod | staticmethod):
+        return func.__func__
+    if (
+        not inspect.isroutine(func)
+        and not isinstance(func, type)
+        and callable(func)
+        and not hasattr(func, "__code__")
+    ):
+        call = getattr(type(func), "__call__", None)  # noqa: B004 - an instance's __call__
+        if call is not None and inspect.isfunction(call):
+            return call
+    return func
+
+
+def wrap(aspect: Aspect, func: Any) -> Any:
+    """Wrap *func* with the wrapper for its kind, driving *aspect*'s hooks."""
+    if not callable(func) and not isinstance(func, classmethod | staticmethod):
+        raise TypeError(
+            f"otel_aspects: cannot decorate {func!r}: not callable. "
+            "Use @timed(...) on a function or method, or `with timed(...):` around a block."
+        )
+    if not aspect.enabled:
+        return wrapt.FunctionWrapper(func, _passthrough)
+    target = _kind_target(func)
+    if inspect.isasyncgenfunction(target):
+        wrapper = _async_gen_wrapper(aspect)
+    elif inspect.iscoroutinefunction(target):
+        wrapper = _coroutine_wrapper(aspect)
+    elif inspect.isgeneratorfunction(target):
+        wrapper = _gen_wrapper(aspect)
+    else:
+        wrapper = _sync_wrapper(aspect)
+    return wrapt.FunctionWrapper(func, wrapper)
+
+
+def _sync_wrapper(aspect: Aspect) -> Callable[..., Any]:
+    begin, finish, fail = aspect._begin, aspect._finish, aspect._fail
+
+    def wrapper(wrapped: Callable[..., Any], instance: object, args: Args, kwargs: Kwargs) -> Any:
+        call = begin(args, kwargs)
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            fail(call, exc)
+            raise
+        finish(call, result)
+        return result
+
+    return wrapper
+
+
+def _coroutine_wrapper(aspect: Aspect) -> Callable[..., Any]:
+    begin, finish, fail = aspect._begin, aspect._finish, aspect._fail
+
+    async def wrapper(
+        wrapped: Callable[..., Awaitable[Any]], instance: object, args: Args, kwargs: Kwargs
+    ) -> Any:
+        call = begin(args, kwargs)
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            fail(call, exc)
+            raise
+        finish(call, result)
+        return result
+
+    return wrapper
+
+
+def _gen_wrapper(aspect: Aspect) -> Callable[..., Any]:
+    begin, finish, fail = aspect._begin, aspect._finish, aspect._fail
+    suspend, resume = aspect._suspend, aspect._resume
+
+    def drive(
+        gen: Generator[Any, Any, Any], args: Args, kwargs: Kwargs
+    ) -> Generator[Any, Any, Any]:
+        # PEP 380's expansion of `yield from`, written out so the aspect's
+        # context is active only while `gen` runs, never while it is suspended.
+        call = begin(args, kwargs)
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                item = gen.send(value) if error is None else gen.throw(error)
+            except StopIteration as stop:
+                finish(call, stop.value)
+                return stop.value
+            except BaseException as exc:
+                fail(call, exc)
+                raise
+            suspend(call)
+            try:
+                value = yield item
+                error = None
+            except GeneratorExit as closing:
+                resume(call)
+                try:
+                    gen.close()
+                except BaseException as exc:
+                    fail(call, exc)
+                    raise
+                fail(call, closing)
+                raise
+            except BaseException as exc:
+                value, error = None, exc
+            resume(call)
+
+    def wrapper(wrapped: Callable[..., Any], instance: object, args: Args, kwargs: Kwargs) -> Any:
+        # Creating the generator object is not timed: the first step is.
+        return drive(wrapped(*args, **kwargs), args, kwargs)
+
+    return wrapper
+
+
+def _async_gen_wrapper(aspect: Aspect) -> Callable[..., Any]:
+    begin, finish, fail = aspect._begin, aspect._finish, aspect._fail
+    suspend, resume = aspect._suspend, aspect._resume
+
+    async def drive(
+        agen: AsyncGenerator[Any, Any], args: Args, kwargs: Kwargs
+    ) -> AsyncGenerator[Any, Any]:
+        call = begin(args, kwargs)
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                if error is None:
+                    item = await agen.asend(value)
+                else:
+                    item = await agen.athrow(error)
+            except StopAsyncIteration:
+                finish(call, None)
+                return
+            except BaseException as exc:
+                fail(call, exc)
+                raise
+            suspend(call)
+            try:
+                value = yield item
+                error = None
+            except GeneratorExit as closing:
+                resume(call)
+                try:
+                    await agen.aclose()
+                except BaseException as exc:
+                    fail(call, exc)
+                    raise
+                fail(call, closing)
+                raise
+            except BaseException as exc:
+                value, error = None, exc
+            resume(call)
+
+    def wrapper(wrapped: Callable[..., Any], instance: object, args: Args, kwargs: Kwargs) -> Any:
+        return drive(wrapped(*args, **kwargs), args, kwargs)
+
+    return wrapper

@@ -1,0 +1,225 @@
+"""The seed's helpers, and the other aspects (counting, exceptions, in-flight calls).
+
+Every aspect here is usable as ``@aspect``, ``with aspect:`` and
+``async with aspect:``, on every kind of callable (functions, coroutine
+functions, generators, async generators; plain, methods, classmethods,
+staticmethods).  They share the wrappers of :mod:`otel_aspects._wrap`.
+
+>>> from otel_aspects.decorators import track_duration
+>>> def record(duration, labels):
+...     print(labels)
+>>> @track_duration(record, extract_labels=lambda x: {"type": x})
+... def handle(x):
+...     return x
+>>> handle("a")
+{'type': 'a', 'status': 'success'}
+'a'
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry.metrics import Counter, UpDownCounter
+
+from ._attributes import clean_attributes
+from ._wrap import Args, Aspect, Kwargs
+from .labels import ERROR_TYPE, drop_reserved
+from .timing import (
+    ExtractLabels,
+    MetricsSource,
+    OutcomeLabels,
+    RecordFunc,
+    Timed,
+    hook_failed,
+    resolve,
+)
+
+__all__ = (
+    "ExceptionCounter",
+    "InProgress",
+    "count_exceptions",
+    "counted",
+    "create_timed_context",
+    "track_duration",
+    "track_inprogress",
+)
+
+logger = logging.getLogger("otel_aspects.aspects")
+
+
+def track_duration(
+    record_func: RecordFunc,
+    extract_labels: ExtractLabels | None = None,
+    *,
+    labels: Mapping[str, Any] | None = None,
+    outcome_labels: OutcomeLabels | None = None,
+    error_if: Callable[[Any], object] | None = None,
+) -> Timed:
+    """Decorator: call ``record_func(duration_seconds, labels)`` once per call.
+
+    *extract_labels* is called with exactly the decorated function's own
+    arguments (``extract_labels(*args, **kwargs)``; for a method, without
+    ``self``/``cls``).  ``status`` (and ``error_type``) come from the outcome and
+    cannot be overridden by it.  A raising *extract_labels* or *record_func* is
+    logged once per cause; the call's result or exception is untouched.
+
+    >>> @track_duration(lambda d, labels: None, extract_labels=lambda req: {"type": req})
+    ... async def my_operation(req):
+    ...     return req
+    """
+    return Timed(
+        record_func=record_func,
+        extract_labels=extract_labels,
+        labels=labels,
+        outcome_labels=outcome_labels,
+        error_if=error_if,
+    )
+
+
+def create_timed_context(record_func: RecordFunc, labels: Mapping[str, Any] | None = None) -> Timed:
+    """A block timer for ``with`` and ``async with`` (and ``@``); success by default.
+
+    >>> def record(duration, labels):
+    ...     print(labels)
+    >>> with create_timed_context(record, labels={"operation": "fetch"}) as ctx:
+    ...     ctx.set_success(False)
+    {'operation': 'fetch', 'status': 'failure'}
+    """
+    return Timed(record_func=record_func, labels=labels)
+
+
+def counted(
+    counter: str | Counter,
+    *,
+    client: MetricsSource | None = None,
+    labels: Mapping[str, Any] | None = None,
+    error_if: Callable[[Any], object] | None = None,
+) -> Timed:
+    """Count calls by outcome (``status``, ``error_type``): a :class:`Timed` without histogram.
+
+    >>> @counted("requests_total", client=metrics)          # doctest: +SKIP
+    ... def handle(request): ...
+    >>> with counted("jobs_total", client=metrics):          # doctest: +SKIP
+    ...     run_job()
+    """
+    return Timed(counter=counter, client=client, labels=labels, error_if=error_if)
+
+
+class ExceptionCounter(Aspect):
+    """Count exceptions of some classes, by ``error_type``; see :func:`count_exceptions`."""
+
+    def __init__(
+        self,
+        counter: str | Counter,
+        *,
+        client: MetricsSource | None = None,
+        exceptions: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+        labels: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        classes = exceptions if isinstance(exceptions, tuple) else (exceptions,)
+        if not classes or not all(
+            isinstance(c, type) and issubclass(c, BaseException) for c in classes
+        ):
+            raise TypeError(
+                "otel_aspects: exceptions= must be an exception class or a non-empty tuple "
+                f"of them, got {exceptions!r}"
+            )
+        instrument, name = resolve(counter, client, "counter", "counter")
+        self.name = str(name)
+        self.enabled = instrument is not None
+        static = dict(clean_attributes(drop_reserved(labels or {}), self.name))
+        add = None if instrument is None else instrument.add
+        metric_name = self.name
+
+        def begin(args: Args, kwargs: Kwargs) -> None:
+            return None
+
+        def finish(call: None, result: object) -> None:
+            return None
+
+        def fail(call: None, exc: BaseException) -> None:
+            if add is not None and isinstance(exc, classes):
+                try:
+                    add(1, {**static, ERROR_TYPE: type(exc).__name__})
+                except Exception as record_exc:
+                    hook_failed(metric_name, "recording", record_exc)
+
+        self._begin, self._finish, self._fail = begin, finish, fail
+
+
+def count_exceptions(
+    counter: str | Counter,
+    *,
+    client: MetricsSource | None = None,
+    exceptions: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+    labels: Mapping[str, Any] | None = None,
+) -> ExceptionCounter:
+    """Count raised exceptions of *exceptions* (re-raised untouched), by ``error_type``.
+
+    Cancellation is not an ``Exception`` and is not counted unless asked for.
+
+    >>> @count_exceptions("errors_total", client=metrics)    # doctest: +SKIP
+    ... def parse(text): ...
+    >>> with count_exceptions("errors_total", client=metrics):  # doctest: +SKIP
+    ...     parse(text)
+    """
+    return ExceptionCounter(counter, client=client, exceptions=exceptions, labels=labels)
+
+
+class InProgress(Aspect):
+    """An up-down counter of calls in flight; see :func:`track_inprogress`."""
+
+    def __init__(
+        self,
+        up_down_counter: str | UpDownCounter,
+        *,
+        client: MetricsSource | None = None,
+        labels: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        instrument, name = resolve(up_down_counter, client, "up_down_counter", "up_down_counter")
+        self.name = str(name)
+        self.enabled = instrument is not None
+        attrs = dict(clean_attributes(labels or {}, self.name))
+        add = None if instrument is None else instrument.add
+        metric_name = self.name
+
+        def change(delta: int) -> None:
+            if add is not None:
+                try:
+                    add(delta, attrs)
+                except Exception as exc:
+                    hook_failed(metric_name, "recording", exc)
+
+        def begin(args: Args, kwargs: Kwargs) -> None:
+            change(1)
+
+        def finish(call: None, result: object) -> None:
+            change(-1)
+
+        def fail(call: None, exc: BaseException) -> None:
+            change(-1)
+
+        self._begin, self._finish, self._fail = begin, finish, fail
+
+
+def track_inprogress(
+    up_down_counter: str | UpDownCounter,
+    *,
+    client: MetricsSource | None = None,
+    labels: Mapping[str, Any] | None = None,
+) -> InProgress:
+    """+1 when a call starts, -1 when it ends (any outcome), with the same static labels.
+
+    A generator is in flight from its first step to its end or close.
+
+    >>> @track_inprogress("requests_in_flight", client=metrics)    # doctest: +SKIP
+    ... async def handle(request): ...
+    >>> async with track_inprogress("jobs_in_flight", client=metrics):  # doctest: +SKIP
+    ...     await job()
+    """
+    return InProgress(up_down_counter, client=client, labels=labels)

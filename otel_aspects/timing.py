@@ -1,0 +1,472 @@
+"""``timed``: one object for ``with``, ``async with`` and ``@``.
+
+>>> import otel_aspects
+>>> seen = []
+>>> t = otel_aspects.timed(record_func=lambda d, labels: seen.append(labels), labels={"op": "x"})
+>>> with t as run:
+...     run.set_label("shard", 3)
+>>> seen
+[{'op': 'x', 'shard': 3, 'status': 'success'}]
+
+Each measurement is labelled with the outcome (``status`` = ``success`` |
+``failure`` | ``cancelled``, plus ``error_type`` on failure; see
+:mod:`otel_aspects.labels`).  Labels are merged in this order, later ones
+winning: static ``labels``, ``extract_labels(*args, **kwargs)``, values set
+during the call (``set_label``), ``outcome_labels(result, exc)``, and last the
+reserved outcome labels, which nothing else can set.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from contextvars import Token
+from time import perf_counter
+from typing import Any, Literal, Protocol
+
+from opentelemetry.metrics import Counter, Histogram, UpDownCounter
+
+from ._attributes import clean_attributes
+from ._warn import warn_once
+from ._wrap import Args, Aspect, Kwargs
+from .labels import (
+    ACTIVE,
+    RESERVED_LABELS,
+    STATUS,
+    SUCCESS,
+    LabelScope,
+    drop_reserved,
+    outcome_labels,
+    warn_reserved,
+)
+
+__all__ = ("MetricsSource", "RecordFunc", "Run", "Timed", "timed")
+
+logger = logging.getLogger("otel_aspects.aspects")
+
+#: ``record_func(duration_seconds, labels)``: called once per measured call.
+RecordFunc = Callable[[float, dict[str, Any]], object]
+ExtractLabels = Callable[..., Mapping[str, Any] | None]
+OutcomeLabels = Callable[[Any, BaseException | None], Mapping[str, Any] | None]
+
+_lock = threading.Lock()
+
+
+class MetricsSource(Protocol):
+    """What the aspects need from a client (``OTelMetricsClient`` fits)."""
+
+    def get_counter(self, name: str) -> Counter | None: ...
+    def get_histogram(self, name: str) -> Histogram | None: ...
+    def get_up_down_counter(self, name: str) -> UpDownCounter | None: ...
+
+
+def resolve(
+    target: Any, client: MetricsSource | None, kind: str, role: str
+) -> tuple[Any, str | None]:
+    """``(instrument or None, metric name)`` for a name or an instrument (config-time check)."""
+    if target is None:
+        return None, None
+    if isinstance(target, str):
+        if client is None:
+            raise ValueError(
+                f"otel_aspects: {role}={target!r} names a metric but no client= was given; "
+                f"pass client=<OTelMetricsClient>, or pass the OTel {kind} instrument itself"
+            )
+        getter = getattr(client, "get_" + kind)
+        instrument = getter(target)
+        return instrument, target
+    method = "record" if kind == "histogram" else "add"
+    if not callable(getattr(target, method, None)):
+        raise TypeError(
+            f"otel_aspects: {role}= must be a metric name or an OTel {kind} "
+            f"(with .{method}()), got {target!r}"
+        )
+    return target, getattr(target, "name", None) or role
+
+
+def check_callable(value: object, role: str) -> None:
+    """Fail loudly at decoration time on a hook that cannot be called."""
+    if value is not None and not callable(value):
+        raise TypeError(f"otel_aspects: {role}= must be callable or None, got {value!r}")
+
+
+def hook_failed(name: str, role: str, exc: Exception) -> None:
+    """One WARNING per (metric, hook, exception class); never raises."""
+    warn_once(
+        logger,
+        ("hook", name, role, type(exc).__name__),
+        "otel_aspects: %s of %r raised %s: %s; the call's result is untouched, "
+        "the measurement is recorded without what it would have added",
+        role,
+        name,
+        type(exc).__name__,
+        exc,
+    )
+
+
+class Run:
+    """One measurement in progress: the ``as`` target of ``with timed(...)``.
+
+    Also what :meth:`Timed.start` returns (Micrometer's ``Timer.Sample`` style:
+    start now, decide the labels and outcome at :meth:`stop`).  After the
+    measurement is recorded the run is closed and further changes are ignored.
+    """
+
+    __slots__ = ("_done", "_extra", "_start", "_success", "_timed", "_token")
+
+    _timed: Timed
+    _start: float
+    _token: Token[LabelScope | None] | None
+    _extra: dict[str, Any] | None
+    _success: bool | None
+    _done: bool
+
+    def __init__(self, owner: Timed) -> None:
+        self._timed = owner
+        self._token = None
+        self._extra = None
+        self._success = None
+        self._done = False
+
+    def set_label(self, key: str, value: object) -> None:
+        """Add or replace label *key* (``status``/``error_type`` are reserved)."""
+        if self._done:
+            return
+        if key in RESERVED_LABELS:
+            warn_reserved(key)
+            return
+        extra = self._extra
+        if extra is None:
+            with _lock:  # a child thread may set the first label concurrently
+                extra = self._extra
+                if extra is None:
+                    extra = self._extra = {}
+        extra[key] = value
+
+    def set_success(self, success: bool) -> None:
+        """Record this measurement as ``success`` or ``failure`` (an exception still wins)."""
+        if not self._done:
+            self._success = bool(success)
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        """Labels known so far, without the outcome."""
+        labels = dict(self._timed._static)
+        if self._extra:
+            labels.update(self._extra)
+        return labels
+
+    def stop(
+        self,
+        *,
+        labels: Mapping[str, Any] | None = None,
+        success: bool | None = None,
+        error: BaseException | None = None,
+    ) -> float:
+        """Record now, once: returns the duration (``0.0`` if already recorded).
+
+        *labels* are added last (before the outcome); *error* makes the outcome
+        ``failure``/``cancelled`` as if it had been raised.
+
+        >>> import otel_aspects
+        >>> sample = otel_aspects.timed(record_func=lambda d, labels: None).start()
+        >>> sample.stop(labels={"route": "/a"}) >= 0
+        True
+        """
+        timed = self._timed
+        end = timed._clock()
+        if self._done:
+            return 0.0
+        if labels:
+            for key, value in labels.items():
+                self.set_label(key, value)
+        if success is not None:
+            self.set_success(success)
+        self._done = True
+        duration = end - self._start
+        timed._record(self, duration, None, error)
+        return duration
+
+
+class _NullRun(Run):
+    """What a disabled ``timed`` hands out: every method does nothing."""
+
+    __slots__ = ()
+
+    def set_label(self, key: str, value: object) -> None:
+        return None
+
+    def set_success(self, success: bool) -> None:
+        return None
+
+    def stop(
+        self,
+        *,
+        labels: Mapping[str, Any] | None = None,
+        success: bool | None = None,
+        error: BaseException | None = None,
+    ) -> float:
+        return 0.0
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        return {}
+
+
+class Timed(Aspect):
+    """Time a call or a block; record into a histogram, a counter, a function.
+
+    ``timed(histogram=None, *, counter=None, client=None, labels=None,
+    record_func=None, extract_labels=None, outcome_labels=None, error_if=None,
+    clock=None)``
+
+    - *histogram*: a metric name (looked up on *client*) or an OTel histogram;
+      receives the duration in seconds.
+    - *counter*: a name or an OTel counter; receives ``1`` per call, with the
+      same labels (calls by outcome).
+    - *record_func*: ``record_func(duration_seconds, labels)``, a fresh dict
+      per call, labels not cleaned (the seed's recording functions).
+    - *labels*: static labels (cleaned once, here).
+    - *extract_labels*: decorator form only; called with exactly the
+      decorated function's own arguments -- for a method, without ``self``
+      or ``cls`` (wrapt passes the bound instance separately).
+    - *outcome_labels(result, exc)*: labels decided at the end (``result`` is
+      ``None`` on an exception, and for generators and ``with`` blocks).
+    - *error_if(result)*: a truthy answer records ``failure`` without an
+      exception (autometrics' ``record_error_if``).  An explicit
+      ``set_success`` wins over it; an exception always wins.
+    - *clock*: a ``() -> float`` seconds clock, default ``time.perf_counter``.
+
+    Instruments are resolved once, here.  If every target is disabled
+    (``capture: false`` or undeclared) and there is no *record_func*, the
+    aspect is transparent: ``@`` adds only a trivial wrapt pass-through and
+    ``with`` does nothing (``set_label`` inside then reaches the enclosing
+    enabled scope, if any).  Hooks or targets that raise are logged once per
+    cause and never reach the caller.
+
+    >>> from otel_aspects import timed, set_label
+    >>> record = lambda duration, labels: print(sorted(labels.items()))
+    >>> @timed(record_func=record, labels={"op": "load"})
+    ... def load(key):
+    ...     set_label("cache", "miss")
+    ...     return key
+    >>> load("k")
+    [('cache', 'miss'), ('op', 'load'), ('status', 'success')]
+    'k'
+    >>> with timed(record_func=record) as t:
+    ...     t.set_success(False)
+    [('status', 'failure')]
+    """
+
+    _clock: Callable[[], float]
+    _static: dict[str, Any]
+    _record: Callable[[Run, float, object, BaseException | None], None]
+
+    def __init__(
+        self,
+        histogram: str | Histogram | None = None,
+        *,
+        counter: str | Counter | None = None,
+        client: MetricsSource | None = None,
+        labels: Mapping[str, Any] | None = None,
+        record_func: RecordFunc | None = None,
+        extract_labels: ExtractLabels | None = None,
+        outcome_labels: OutcomeLabels | None = None,
+        error_if: Callable[[Any], object] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__()
+        if histogram is None and counter is None and record_func is None:
+            raise ValueError(
+                "otel_aspects: timed() needs somewhere to record: a histogram, a counter "
+                "or a record_func (for example timed('request_duration_seconds', client=metrics))"
+            )
+        for role, hook in (
+            ("record_func", record_func),
+            ("extract_labels", extract_labels),
+            ("outcome_labels", outcome_labels),
+            ("error_if", error_if),
+            ("clock", clock),
+        ):
+            check_callable(hook, role)
+        if labels is not None and not isinstance(labels, Mapping):
+            raise TypeError(f"otel_aspects: labels= must be a mapping, got {labels!r}")
+        hist, hist_name = resolve(histogram, client, "histogram", "histogram")
+        cnt, cnt_name = resolve(counter, client, "counter", "counter")
+        name = hist_name or cnt_name or getattr(record_func, "__qualname__", "record_func")
+        self.name: str = str(name)
+        static = drop_reserved(labels or {})
+        self._static = static
+        self._clock = clock_ = clock or perf_counter
+        self.enabled = hist is not None or cnt is not None or record_func is not None
+        self._make_hooks(hist, cnt, record_func, extract_labels, outcome_labels, error_if, clock_)
+
+    def _make_hooks(
+        self,
+        hist: Histogram | None,
+        cnt: Counter | None,
+        record_func: RecordFunc | None,
+        extract_labels: ExtractLabels | None,
+        outcome_hook: OutcomeLabels | None,
+        error_if: Callable[[Any], object] | None,
+        clock: Callable[[], float],
+    ) -> None:
+        name = self.name
+        static = self._static
+        clean_static = dict(clean_attributes(static, name))
+        ok_attrs = {**clean_static, STATUS: SUCCESS}
+        ok_labels = {**static, STATUS: SUCCESS}
+        hist_record = None if hist is None else hist.record
+        counter_add = None if cnt is None else cnt.add
+        plain = outcome_hook is None and error_if is None
+        set_var, reset_var = ACTIVE.set, ACTIVE.reset
+        new_run = Run
+
+        def emit(duration: float, attrs: dict[str, Any], labels: dict[str, Any]) -> None:
+            try:
+                if counter_add is not None:
+                    counter_add(1, attrs)
+                if hist_record is not None:
+                    hist_record(duration, attrs)
+            except Exception as exc:
+                hook_failed(name, "recording", exc)
+            if record_func is not None:
+                try:
+                    record_func(duration, labels)
+                except Exception as exc:
+                    hook_failed(name, "record_func", exc)
+
+        def record(run: Run, duration: float, result: object, exc: BaseException | None) -> None:
+            # The general path: anything changed labels or outcome.
+            labels = dict(static)
+            extra = run._extra
+            if extra:
+                labels.update(extra)
+            success = True
+            if exc is None and error_if is not None:
+                try:
+                    success = not error_if(result)
+                except Exception as hook_exc:
+                    hook_failed(name, "error_if", hook_exc)
+            if run._success is not None:
+                success = run._success
+            if outcome_hook is not None:
+                try:
+                    more = outcome_hook(result, exc)
+                    if more:
+                        labels.update(drop_reserved(more))
+                except Exception as hook_exc:
+                    hook_failed(name, "outcome_labels", hook_exc)
+            labels.update(outcome_labels(exc, success))
+            attrs = clean_attributes(labels, name) if counter_add or hist_record else labels
+            emit(duration, attrs, labels)
+
+        def begin(args: Args, kwargs: Kwargs) -> Run:
+            run = new_run(self)
+            if extract_labels is not None:
+                try:
+                    extracted = extract_labels(*args, **kwargs)
+                    if extracted:
+                        run._extra = drop_reserved(extracted)
+                except Exception as exc:
+                    hook_failed(name, "extract_labels", exc)
+            run._token = set_var(run)
+            run._start = clock()
+            return run
+
+        def finish(run: Run, result: object) -> None:
+            end = clock()
+            reset_var(run._token)  # type: ignore[arg-type]
+            if run._done:  # stopped by hand (Run.stop)
+                return
+            run._done = True
+            if plain and run._extra is None and run._success is None:
+                emit(end - run._start, ok_attrs, ok_labels.copy())
+            else:
+                record(run, end - run._start, result, None)
+
+        def fail(run: Run, exc: BaseException) -> None:
+            end = clock()
+            reset_var(run._token)  # type: ignore[arg-type]
+            if run._done:
+                return
+            run._done = True
+            record(run, end - run._start, None, exc)
+
+        def suspend(run: Run) -> None:
+            reset_var(run._token)  # type: ignore[arg-type]
+
+        def resume(run: Run) -> None:
+            run._token = set_var(run)
+
+        self._begin, self._finish, self._fail = begin, finish, fail
+        self._suspend, self._resume = suspend, resume
+        self._record = record
+
+    # ------------------------------------------------------------------ with / async with
+
+    def __enter__(self) -> Run:
+        if not self.enabled:
+            return _NULL_RUN
+        run: Run = self._begin((), {})
+        return run
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        if not self.enabled:
+            return False
+        run = ACTIVE.get()
+        if not isinstance(run, Run) or run._timed is not self or run._token is None:
+            warn_once(
+                logger,
+                ("misnested", self.name),
+                "otel_aspects: timed %r exited out of order (enter/exit not nested in one "
+                "thread or task); that measurement is dropped",
+                self.name,
+            )
+            return False
+        if exc is None:
+            self._finish(run, None)
+        else:
+            self._fail(run, exc)
+        return False
+
+    async def __aenter__(self) -> Run:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: object, exc: BaseException | None, tb: object
+    ) -> Literal[False]:
+        return self.__exit__(exc_type, exc, tb)
+
+    # ------------------------------------------------------------------ sample style
+
+    def start(self) -> Run:
+        """Start a measurement to :meth:`Run.stop` later (not a scope for ``set_label``).
+
+        >>> from otel_aspects import timed
+        >>> t = timed(record_func=lambda d, labels: print(labels["status"]))
+        >>> sample = t.start()
+        >>> _ = sample.stop(success=False)
+        failure
+        """
+        if not self.enabled:
+            return _NULL_RUN
+        run = Run(self)
+        run._start = self._clock()
+        return run
+
+    def __repr__(self) -> str:
+        state = "" if self.enabled else ", disabled"
+        return f"<timed {self.name!r}{state}>"
+
+
+#: The spelling used in ``@timed(...)`` and ``with timed(...)``.
+timed = Timed
+
+_NULL_RUN = _NullRun.__new__(_NullRun)
+_NULL_RUN._done = True
+_NULL_RUN._extra = None
+_NULL_RUN._success = None
+_NULL_RUN._token = None
+_NULL_RUN._start = 0.0
