@@ -1,8 +1,8 @@
 """Coercion of attribute mappings to ones OpenTelemetry accepts.
 
 :func:`clean_attributes` never raises.  A ``dict`` with ``str`` keys and
-``str``/``bool``/``int``/finite-or-infinite ``float`` values (strings at most
-:data:`MAX_VALUE_LENGTH` characters) is returned as is; anything else is
+``str``/``bool``/``int``/``float`` values (no NaN; keys non-empty; keys and
+string values at most :data:`MAX_VALUE_LENGTH` characters) is returned as is; anything else is
 coerced, and each distinct cause is logged once (``warn_once``):
 
 - ``None`` -> ``{}``; a non-mapping -> ``{}``;
@@ -60,7 +60,7 @@ def clean_attributes(attributes: object, metric_name: str) -> dict[str, Any]:
                 or cls not in _PRIMITIVES
                 or (cls is str and len(value) > MAX_VALUE_LENGTH)
                 or (cls is float and value != value)
-                or len(key) > MAX_VALUE_LENGTH
+                or not 0 < len(key) <= MAX_VALUE_LENGTH
             ):
                 break
         else:

@@ -1,0 +1,144 @@
+"""Property tests: no client method raises, and what is recorded is exactly the valid input."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from otel_aspects._attributes import clean_attributes
+from otel_aspects.client import OTelMetricsClient
+from otel_aspects.config import MetricsConfig, MetricSpec
+from otel_aspects.testing import counter_value, histogram_data
+
+CONFIG = MetricsConfig(
+    "svc",
+    {
+        "c": MetricSpec("counter", "c"),
+        "h": MetricSpec("histogram", "h", unit="s"),
+        "g": MetricSpec("gauge", "g"),
+        "u": MetricSpec("up_down_counter", "u"),
+        "off": MetricSpec("counter", "off", capture=False),
+    },
+)
+
+primitives = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=300),
+    st.binary(max_size=20),
+)
+anything = st.recursive(
+    primitives | st.builds(object),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+keys = st.one_of(st.text(max_size=300), st.integers(), st.none(), st.booleans(), st.binary())
+attribute_maps = st.one_of(
+    st.none(),
+    st.dictionaries(keys, anything, max_size=5),
+    anything,
+)
+values = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    primitives,
+    st.builds(object),
+    st.lists(st.integers(), max_size=2),
+)
+names = st.one_of(st.sampled_from(["c", "h", "g", "u", "off"]), st.text(max_size=20), anything)
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def fresh() -> tuple[OTelMetricsClient, InMemoryMetricReader, MeterProvider]:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    return OTelMetricsClient("svc", CONFIG, meter_provider=provider), reader, provider
+
+
+def is_valid_non_negative(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, int):
+        return 0 <= value <= 2**63 - 1
+    return math.isfinite(value) and value >= 0
+
+
+@SETTINGS
+@given(calls=st.lists(st.tuples(names, values, attribute_maps), max_size=10))
+def test_no_method_raises(calls: list[tuple[Any, Any, Any]]) -> None:
+    """Whatever name, value and attributes, no client method raises."""
+    client, _, provider = fresh()
+    try:
+        for name, value, attributes in calls:
+            client.record_counter(name, value, attributes)
+            client.record_histogram(name, value, attributes)
+            client.record_gauge(name, value, attributes)
+            client.record_up_down_counter(name, value, attributes)
+            client.record_metric(name, value, attributes)
+            client.get_counter(name)
+            client.get_histogram(name)
+            client.get_gauge(name)
+            client.get_up_down_counter(name)
+            client.is_enabled(name)
+            client.spec(name)
+            client.create_counter(name, value, attributes)
+            client.create_histogram(name, value, attributes, value)
+    finally:
+        provider.shutdown()
+
+
+@SETTINGS
+@given(calls=st.lists(st.tuples(values, attribute_maps), max_size=15))
+def test_counter_total_is_sum_of_valid_inputs(calls: list[tuple[Any, Any]]) -> None:
+    """The counter total equals the sum of the finite, non-negative increments."""
+    client, reader, provider = fresh()
+    try:
+        for value, attributes in calls:
+            client.record_counter("c", value, attributes)
+        expected = sum(v for v, _ in calls if is_valid_non_negative(v))
+        assert math.isclose(counter_value(reader, "c"), expected, rel_tol=1e-9, abs_tol=1e-9)
+    finally:
+        provider.shutdown()
+
+
+@SETTINGS
+@given(calls=st.lists(st.tuples(values, attribute_maps), max_size=15))
+def test_histogram_count_is_number_of_valid_inputs(calls: list[tuple[Any, Any]]) -> None:
+    """The histogram count equals the number of finite, non-negative values."""
+    client, reader, provider = fresh()
+    try:
+        for value, attributes in calls:
+            client.record_histogram("h", value, attributes)
+        expected = sum(1 for v, _ in calls if is_valid_non_negative(v))
+        data = histogram_data(reader, "h")
+        assert (data.count if data else 0) == expected
+    finally:
+        provider.shutdown()
+
+
+@SETTINGS
+@given(attributes=attribute_maps)
+def test_clean_attributes_is_valid_and_idempotent(attributes: Any) -> None:
+    """clean_attributes gives str keys and OTel values, and is a fixed point on its output."""
+    cleaned = clean_attributes(attributes, "m")
+    assert isinstance(cleaned, dict)
+    for key, value in cleaned.items():
+        assert type(key) is str and 0 < len(key) <= 256
+        if isinstance(value, tuple):
+            assert len({type(v) for v in value}) <= 1
+        else:
+            assert type(value) in (str, bool, int, float)
+            assert value == value  # no NaN
+    assert clean_attributes(cleaned, "m") == cleaned
