@@ -10,6 +10,15 @@ This module only re-exports; see ``docs/DESIGN.md`` for the layout.
 
 from __future__ import annotations
 
+from .client import OTelMetricsClient as OTelMetricsClient
+from .client import create_metrics_client as create_metrics_client
+from .config import DEFAULT_SECONDS_BUCKETS as DEFAULT_SECONDS_BUCKETS
+from .config import MetricsConfig as MetricsConfig
+from .config import MetricsConfigError as MetricsConfigError
+from .config import MetricSpec as MetricSpec
+from .config import load_metrics_config as load_metrics_config
+from .config import loaded_configs as loaded_configs
+from .config import validate_config_file as validate_config_file
 from .labels import current_labels as current_labels
 from .labels import set_label as set_label
 from .labels import set_success as set_success
@@ -21,13 +30,22 @@ from .timing import Timed as Timed
 from .timing import timed as timed
 
 __all__: tuple[str, ...] = (
+    "DEFAULT_SECONDS_BUCKETS",
+    "MetricSpec",
+    "MetricsConfig",
+    "MetricsConfigError",
     "MetricsSetup",
+    "OTelMetricsClient",
     "Timed",
+    "create_metrics_client",
     "current_labels",
     "current_setup",
+    "load_metrics_config",
+    "loaded_configs",
     "set_label",
     "set_success",
     "setup_metrics",
     "shutdown_metrics",
     "timed",
+    "validate_config_file",
 )
