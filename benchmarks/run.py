@@ -1,0 +1,437 @@
+"""Run the benchmarks: ``python -m benchmarks.run [--smoke] [--out DIR] [--only NAME ...]``.
+
+Per-call cost is measured in one process by *interleaved rounds*: every case is
+calibrated to a sample of about ``--sample-ms`` milliseconds, warmed up, then each
+round runs one sample of every case, in a fresh random order per round.  Noise on a
+shared machine (another job, frequency changes) then hits all cases alike, and each
+ratio is taken *per round* between samples a few milliseconds apart, then the median
+over rounds: this is what keeps ratios stable when absolute figures drift.
+
+The timed statement is unrolled ten times in a generated loop (as ``timeit`` does),
+with every name it uses bound as a local, so the loop adds well under 1 ns per call.
+Coroutine cases run their loop inside one long-lived event loop (``asyncio.Runner``),
+timed from inside the coroutine, so the loop's start-up is not counted.
+
+``--smoke`` runs every case for a few tiny samples and a small scale run, writes to a
+temporary directory (never over the committed results), and fails only if a case
+raises or a count is lost; it asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import random
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+from benchmarks import scale
+from benchmarks.cases import ASPECTS_AVAILABLE, Case, all_cases
+
+UNROLL = 10
+HERE = Path(__file__).resolve().parent
+
+#: (case, reference case, limit, what it says) -- reported as PASS/FAIL, never asserted.
+TARGETS: tuple[tuple[str, str, float, str], ...] = (
+    ("aspects_disabled", "wrapt", 1.30, "disabled decorator <= 1.3 x wrapt pass-through"),
+    (
+        "aspects_decorator",
+        "otel_handwritten",
+        1.10,
+        "counter+histogram 3-label decorator <= 1.10 x hand-written OTel",
+    ),
+)
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def compile_timer(case: Case) -> Callable[[int], int]:
+    """A function ``timer(loops) -> elapsed ns`` running ``case.stmt`` ``loops * UNROLL`` times."""
+    namespace = case.setup()
+    names = [n for n in namespace if not n.startswith("_")]
+    params = "".join(f", {n}={n}" for n in names)
+    stmt_lines = case.stmt.split("\n")
+    body = "\n".join(" " * 8 + line for _ in range(UNROLL) for line in stmt_lines)
+    is_async = case.kind == "async"
+    src = (
+        f"{'async ' if is_async else ''}def _bench(_loops, _clock=_clock, _repeat=_repeat{params}):\n"
+        "    _t0 = _clock()\n"
+        "    for _ in _repeat(None, _loops):\n"
+        f"{body}\n"
+        "    return _clock() - _t0\n"
+    )
+    scope: dict[str, Any] = {"_clock": time.perf_counter_ns, "_repeat": repeat, **namespace}
+    exec(compile(src, f"<bench {case.name}>", "exec"), scope)
+    bench = scope["_bench"]
+    if not is_async:
+        return bench  # type: ignore[no-any-return]
+    runner = asyncio.Runner()
+    _keep_alive.append((runner, namespace))
+
+    def timer(loops: int) -> int:
+        return runner.run(bench(loops))  # type: ignore[no-any-return]
+
+    return timer
+
+
+_keep_alive: list[Any] = []
+
+
+def calibrate(timer: Callable[[int], int], target_ns: float) -> int:
+    """Loops per sample so that one sample takes about *target_ns*."""
+    loops = 1
+    while True:
+        elapsed = timer(loops)
+        if elapsed >= target_ns / 4 or loops >= 1 << 24:
+            break
+        loops *= 4
+    return max(1, round(loops * target_ns / max(elapsed, 1)))
+
+
+@dataclass
+class Measured:
+    case: Case
+    loops: int
+    samples: list[float]  # ns per call, one per round, in round order
+
+    def stat(self) -> dict[str, float]:
+        s = sorted(self.samples)
+        q = statistics.quantiles(s, n=4, method="inclusive") if len(s) > 1 else [s[0]] * 3
+        return {"median": q[1], "p25": q[0], "p75": q[2], "min": s[0], "max": s[-1]}
+
+
+def paired_ratio(a: Measured, b: Measured) -> dict[str, float]:
+    """Median and IQR over rounds of a's sample divided by b's sample of the same round."""
+    r = sorted(x / y for x, y in zip(a.samples, b.samples, strict=True))
+    q = statistics.quantiles(r, n=4, method="inclusive") if len(r) > 1 else [r[0]] * 3
+    return {"median": q[1], "p25": q[0], "p75": q[2]}
+
+
+def measure(
+    cases: Sequence[Case], rounds: int, sample_ms: float, warmup: int, seed: int, log: Any
+) -> list[Measured]:
+    timers = []
+    for case in cases:
+        timer = compile_timer(case)
+        loops = calibrate(timer, sample_ms * 1e6)
+        timers.append((case, timer, loops))
+        log(f"  {case.name:<24} {loops * UNROLL:>9} calls/sample")
+    for _ in range(warmup):
+        for _, timer, loops in timers:
+            timer(loops)
+    results = [Measured(case, loops, []) for case, _, loops in timers]
+    rng = random.Random(seed)
+    order = list(range(len(timers)))
+    t0 = time.monotonic()
+    for r in range(rounds):
+        rng.shuffle(order)
+        for i in order:
+            _, timer, loops = timers[i]
+            results[i].samples.append(timer(loops) / (loops * UNROLL))
+        if log and (r + 1) % max(1, rounds // 10) == 0:
+            log(f"  round {r + 1}/{rounds} ({time.monotonic() - t0:.0f} s)")
+    return results
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (float("nan"),) * 3
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "loadavg_at_start": [round(x, 2) for x in load],
+    }
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in (
+        "opentelemetry-sdk",
+        "wrapt",
+        "prometheus-client",
+        "prometheus-async",
+        "anyio",
+        "otel-aspects",
+    ):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def summarize(measured: list[Measured]) -> list[dict[str, Any]]:
+    by_name = {m.case.name: m for m in measured}
+    rows = []
+    for m in measured:
+        row: dict[str, Any] = {
+            "case": m.case.name,
+            "group": m.case.group,
+            "description": m.case.description,
+            "kind": m.case.kind,
+            "calls_per_sample": m.loops * UNROLL,
+            "ns_per_call": {k: round(v, 2) for k, v in m.stat().items()},
+            "baseline": m.case.baseline,
+        }
+        base = by_name.get(m.case.baseline)
+        row["x_bare"] = _round(paired_ratio(m, base)) if base else None
+        otel = by_name.get("otel_handwritten")
+        row["x_otel"] = _round(paired_ratio(m, otel)) if otel else None
+        rows.append(row)
+    return rows
+
+
+def _round(d: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in d.items()}
+
+
+def targets(measured: list[Measured]) -> list[dict[str, Any]]:
+    by_name = {m.case.name: m for m in measured}
+    out = []
+    for case, ref, limit, text in TARGETS:
+        if case not in by_name or ref not in by_name:
+            out.append({"target": text, "case": case, "reference": ref, "result": "NOT RUN"})
+            continue
+        r = paired_ratio(by_name[case], by_name[ref])
+        out.append(
+            {
+                "target": text,
+                "case": case,
+                "reference": ref,
+                "limit": limit,
+                "ratio": _round(r),
+                "result": "PASS" if r["median"] <= limit else "FAIL",
+            }
+        )
+    return out
+
+
+def fmt_ns(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def render_md(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- command: `{report['command']}`",
+        f"- date: {report['date']}",
+        f"- machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, "
+        f"{m['implementation']} {m['python']}; load average at start {m['loadavg_at_start']}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
+        f"- method: {report['settings']['rounds']} interleaved rounds (random order per round) "
+        f"of ~{report['settings']['sample_ms']} ms samples per case, after "
+        f"{report['settings']['warmup']} warm-up rounds; {UNROLL}x unrolled loop; "
+        f"per-call wall time {report['elapsed_s']['per_call']:.0f} s",
+        "",
+        "## Per-call cost",
+        "",
+        "| case | what | ns/call (median) | spread p25–p75 | x bare | x hand-written OTel |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for row in report["cases"]:
+        ns = row["ns_per_call"]
+        xb = row["x_bare"]
+        xo = row["x_otel"]
+        bare = f"{xb['median']:.2f}" if xb else "–"
+        if xb and row["baseline"] != "bare":
+            bare += f" (vs {row['baseline']})"
+        lines.append(
+            f"| {row['case']} | {row['description']} | {fmt_ns(ns['median'])} | "
+            f"{fmt_ns(ns['p25'])}–{fmt_ns(ns['p75'])} | {bare} | "
+            f"{xo['median']:.2f} |"
+            if xo
+            else f"| {row['case']} | {row['description']} | {fmt_ns(ns['median'])} | "
+            f"{fmt_ns(ns['p25'])}–{fmt_ns(ns['p75'])} | {bare} | – |"
+        )
+    lines += ["", "## Targets", "", "| target | ratio (median, p25–p75 over rounds) | result |"]
+    lines += ["|---|--:|:-:|"]
+    for t in report["targets"]:
+        if "ratio" in t:
+            r = t["ratio"]
+            lines.append(
+                f"| {t['target']} | {r['median']:.3f} ({r['p25']:.3f}–{r['p75']:.3f}) "
+                f"| **{t['result']}** |"
+            )
+        else:
+            lines.append(f"| {t['target']} | – | {t['result']} |")
+    lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
+    if report.get("scale"):
+        lines += ["", "## Scale", ""] + scale.render_md(report["scale"])
+    return "\n".join(lines) + "\n"
+
+
+NOTES = [
+    "Every case runs the same body, `return x + 1`, called with `1`; ns/call is wall time "
+    "per statement including 1/10 of a loop iteration (well under 1 ns).",
+    "`x bare` is the median over rounds of (case sample / bare sample of the same round); "
+    "coroutine, generator and method cases are compared with the bare form of the same kind "
+    "(named in brackets). `x hand-written OTel` compares with `otel_handwritten` the same way.",
+    "`otel_handwritten` is `t = perf_counter(); r = f(x); counter.add(1, attrs); "
+    "histogram.record(perf_counter() - t, attrs); return r` in a plain function around `f`, "
+    "with one prebuilt dict `attrs = {route: /bench, method: GET, status: success}` "
+    "(3 attributes), on an SDK MeterProvider with an InMemoryMetricReader, histogram buckets "
+    "= otel_aspects' DEFAULT_SECONDS_BUCKETS (14 boundaries).",
+    "The otel_aspects counter+histogram cases record the same two instruments (declared in "
+    "`benchmarks/bench_config.yml`) with `labels={route: /bench, method: GET}` plus the "
+    "`status` label the aspect adds: the same 3 attributes with the same values.",
+    "prometheus_client cases use their own CollectorRegistry, labels (route, method, status) "
+    "and the same 14 buckets. `prom_hist_time` resolves `.labels()` once at decoration time "
+    "(the idiomatic form); `prom_counter_inc` and `prom_both` call `.labels()` per call.",
+    "Coroutine cases await a coroutine that never suspends, N times in one coroutine run "
+    "inside one long-lived event loop, so the loop's own cost cancels out.",
+    "Spread is the inter-quartile range of per-round samples; ratios carry their own IQR in "
+    "results.json.",
+]
+
+
+def render_chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["cases"]
+    colors = {
+        "baseline": "#9e9e9e",
+        "otel": "#1f77b4",
+        "otel_aspects": "#2ca02c",
+        "peer": "#ff7f0e",
+    }
+    names = [r["case"] for r in rows][::-1]
+    med = [r["ns_per_call"]["median"] for r in rows][::-1]
+    lo = [r["ns_per_call"]["median"] - r["ns_per_call"]["p25"] for r in rows][::-1]
+    hi = [r["ns_per_call"]["p75"] - r["ns_per_call"]["median"] for r in rows][::-1]
+    col = [colors.get(r["group"], "#444") for r in rows][::-1]
+    fig, ax = plt.subplots(figsize=(10, 0.38 * len(rows) + 1.8))
+    ax.barh(names, med, xerr=[lo, hi], color=col, capsize=2)
+    ax.set_xscale("log")
+    ax.set_xlabel("ns per call (median, log scale; whiskers: p25–p75 over rounds)")
+    for y, (v, r) in enumerate(zip(med, rows[::-1], strict=True)):
+        xo = r["x_otel"]
+        label = fmt_ns(v) + (f"  ({xo['median']:.2f}x OTel)" if xo else "")
+        ax.text(v * 1.08, y, label, va="center", fontsize=7)
+    m = report["machine"]
+    ax.set_title(
+        f"otel_aspects per-call cost -- {m['cpu']}, {m['cores']} cores, "
+        f"Python {m['python']}, {report['date'][:10]}",
+        fontsize=9,
+    )
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
+    ax.legend(handles, list(colors), loc="lower right", fontsize=7)
+    ax.set_xlim(right=max(med) * 6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny run, temp output")
+    parser.add_argument("--out", type=Path, help="output folder (default: benchmarks/)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 150)")
+    parser.add_argument("--sample-ms", type=float, help="ms per sample (default 6)")
+    parser.add_argument("--only", nargs="*", help="run only these cases (plus references)")
+    parser.add_argument("--no-scale", action="store_true", help="skip benchmarks/scale.py")
+    parser.add_argument("--seed", type=int, default=20240601)
+    args = parser.parse_args(argv)
+
+    smoke = args.smoke
+    rounds = args.rounds or (3 if smoke else 150)
+    sample_ms = args.sample_ms or (0.2 if smoke else 6.0)
+    warmup = 1 if smoke else 5
+    out = args.out or (Path(tempfile.mkdtemp(prefix="otel-aspects-bench-")) if smoke else HERE)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    cases = all_cases()
+    if args.only:
+        keep = set(args.only) | {"bare", "wrapt", "otel_handwritten"}
+        keep |= {c.baseline for c in cases if c.name in keep}
+        cases = [c for c in cases if c.name in keep]
+    started = dt.datetime.now(dt.timezone.utc).astimezone()
+    report: dict[str, Any] = {
+        "command": " ".join(
+            ["python -m benchmarks.run", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]
+        ),
+        "date": started.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": versions(),
+        "settings": {"rounds": rounds, "sample_ms": sample_ms, "warmup": warmup, "smoke": smoke},
+        "notes": list(NOTES),
+        "elapsed_s": {},
+    }
+    if not ASPECTS_AVAILABLE:
+        report["notes"].append("otel_aspects.timing is not importable: its cases were not run.")
+
+    log(f"benchmarks: {len(cases)} cases, {rounds} rounds of ~{sample_ms} ms samples")
+    t0 = time.monotonic()
+    gc.collect()
+    measured = measure(cases, rounds, sample_ms, warmup, args.seed, log)
+    report["elapsed_s"]["per_call"] = time.monotonic() - t0
+    report["cases"] = summarize(measured)
+    report["targets"] = targets(measured)
+    _keep_alive.clear()
+
+    ok = True
+    if not args.no_scale:
+        log("scale:")
+        t1 = time.monotonic()
+        report["scale"] = scale.run(smoke=smoke, log=log)
+        report["elapsed_s"]["scale"] = time.monotonic() - t1
+        ok = all(c["ok"] for c in report["scale"]["checks"])
+    report["elapsed_s"]["total"] = time.monotonic() - t0
+
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "results.md").write_text(render_md(report))
+    render_chart(report, out / "results.png")
+    print(render_md(report))
+    log(f"wrote {out}/results.md, results.json, results.png in {report['elapsed_s']['total']:.0f} s")
+    if not ok:
+        for c in report["scale"]["checks"]:
+            if not c["ok"]:
+                log(f"FAILED check: {c['check']}: {c['detail']}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
