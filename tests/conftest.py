@@ -18,3 +18,22 @@ def _fresh_otel_aspects_state() -> Iterator[None]:
     yield
     reset_warned()
     clear_loaded_configs()
+
+
+# --- services fixtures (tests/test_services_*.py, test_label_hygiene.py, test_demo.py) ---
+
+
+@pytest.fixture
+def registry_metrics(meter_provider):  # type: ignore[no-untyped-def]
+    """The registry's metrics on this test's isolated provider (``metrics_reader``)."""
+    from services.registry.utils.otel_metrics import build_metrics
+
+    return build_metrics(meter_provider)
+
+
+@pytest.fixture
+def auth_metrics(meter_provider):  # type: ignore[no-untyped-def]
+    """The auth server's metrics on this test's isolated provider (``metrics_reader``)."""
+    from services.auth_server.utils.otel_metrics import build_metrics
+
+    return build_metrics(meter_provider)
