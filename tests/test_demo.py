@@ -1,0 +1,104 @@
+"""``python -m services.demo`` (``make demo``) and its summary arithmetic."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services._summary import bucket_quantile
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+class TestBucketQuantile:
+    def test_interpolates_like_histogram_quantile(self) -> None:
+        """Linear interpolation inside the bucket holding the rank; first bucket from 0."""
+        bounds = [0.1, 0.2, 0.4]
+        assert bucket_quantile(0.5, bounds, [10, 10, 0, 0]) == pytest.approx(0.1)
+        assert bucket_quantile(0.75, bounds, [10, 10, 0, 0]) == pytest.approx(0.15)
+        assert bucket_quantile(0.25, bounds, [10, 10, 0, 0]) == pytest.approx(0.05)
+        assert bucket_quantile(0.9, bounds, [0, 0, 10, 0]) == pytest.approx(0.38)
+
+    def test_edges(self) -> None:
+        """Empty -> NaN; a rank in +Inf -> the highest finite bound."""
+        assert math.isnan(bucket_quantile(0.5, [1.0], [0, 0]))
+        assert bucket_quantile(0.99, [1.0, 2.0], [1, 0, 99]) == 2.0
+
+
+def test_demo_runs_from_any_directory(tmp_path: Path) -> None:
+    """The demo finds its configs from another cwd, prints progress, a summary, and ends."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.demo",
+            "--duration",
+            "2.2",
+            "--clients",
+            "4",
+            "--seed",
+            "7",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "metrics: memory" in out
+    progress = [line for line in out.splitlines() if line.startswith("[") and "operations:" in line]
+    assert len(progress) >= 2
+    assert "done:" in out and "p50 ms" in out and "p99 ms" in out
+    for name in (
+        "oauth_flow_duration_seconds",
+        "mcp_tool_execution_duration_seconds",
+        "auth_requests_total",
+    ):
+        assert name in out
+    assert "WARNING" not in proc.stderr, proc.stderr
+
+
+def test_demo_json_mode() -> None:
+    """--json: progress on stderr, one JSON line on stdout whose counts add up."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.demo",
+            "--duration",
+            "1",
+            "--clients",
+            "2",
+            "--seed",
+            "1",
+            "--json",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert payload["ops"] == sum(payload["by_op"].values()) > 0
+    assert "operations:" in proc.stderr
+    series = payload["series"]
+    for s in series:
+        if s["kind"] == "histogram":
+            assert sum(s["bucket_counts"]) == s["value"]
