@@ -23,6 +23,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -110,6 +111,10 @@ async def _run(args: argparse.Namespace, out: TextIO) -> Stats:
 
 
 def _wait_forever(out: TextIO) -> None:
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # a clean shutdown_metrics on SIGTERM too
     print("serving /metrics until Ctrl-C", file=out, flush=True)
     try:
         while True:
