@@ -321,7 +321,7 @@ class Timed(Aspect):
         counter_add = None if cnt is None else cnt.add
         plain = outcome_hook is None and error_if is None
         set_var, reset_var = ACTIVE.set, ACTIVE.reset
-        new_run = Run
+        new = object.__new__
 
         def emit(duration: float, attrs: dict[str, Any], labels: dict[str, Any]) -> None:
             try:
@@ -363,7 +363,11 @@ class Timed(Aspect):
             emit(duration, attrs, labels)
 
         def begin(args: Args, kwargs: Kwargs) -> Run:
-            run = new_run(self)
+            # Run(self) without the __init__ frame: this is the per-call hot path.
+            run = new(Run)
+            run._timed = self
+            run._extra = run._success = None
+            run._done = False
             if extract_labels is not None:
                 try:
                     extracted = extract_labels(*args, **kwargs)
