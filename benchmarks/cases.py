@@ -43,7 +43,22 @@ STATIC_LABELS: dict[str, str] = {"route": "/bench", "method": "GET"}
 
 #: Histogram buckets for every OTel histogram here: otel_aspects' default for
 #: seconds (``DEFAULT_SECONDS_BUCKETS``), repeated so the baselines need no import.
-BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1,
+    2.5,
+    5,
+    7.5,
+    10,
+)
 
 ASPECTS_AVAILABLE = importlib.util.find_spec("otel_aspects.timing") is not None
 
@@ -283,6 +298,40 @@ def _aspects_method() -> dict[str, Any]:
     return {"obj": Service(), "_keep": keep}
 
 
+class NoopInstrument:
+    """Stands in for an SDK counter/histogram: isolates the instrumentation's own cost."""
+
+    name = "noop"
+
+    def add(self, amount: float, attributes: Any = None) -> None:
+        return None
+
+    def record(self, amount: float, attributes: Any = None) -> None:
+        return None
+
+
+def _handwritten_noop() -> dict[str, Any]:
+    counter = histogram = NoopInstrument()
+    attrs = dict(ATTRS)
+    add, record = counter.add, histogram.record
+
+    def f(x: int) -> int:
+        t = perf_counter()
+        result = body(x)
+        add(1, attrs)
+        record(perf_counter() - t, attrs)
+        return result
+
+    return {"f": f}
+
+
+def _aspects_decorator_noop() -> dict[str, Any]:
+    from otel_aspects.timing import timed
+
+    t = timed(NoopInstrument(), counter=NoopInstrument(), labels=STATIC_LABELS)
+    return {"f": t(body)}
+
+
 def aspect_cases() -> list[Case]:
     return [
         Case(
@@ -337,6 +386,20 @@ def aspect_cases() -> list[Case]:
             "obj.method(1)",
             _aspects_method,
             baseline="bare_method",
+        ),
+        Case(
+            "handwritten_noop",
+            "diagnostic",
+            "hand-written, as otel_handwritten, on no-op instruments",
+            "f(1)",
+            _handwritten_noop,
+        ),
+        Case(
+            "aspects_decorator_noop",
+            "diagnostic",
+            "aspects_decorator on no-op instruments (library cost alone)",
+            "f(1)",
+            _aspects_decorator_noop,
         ),
     ]
 

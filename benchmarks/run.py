@@ -68,7 +68,8 @@ def compile_timer(case: Case) -> Callable[[int], int]:
     body = "\n".join(" " * 8 + line for _ in range(UNROLL) for line in stmt_lines)
     is_async = case.kind == "async"
     src = (
-        f"{'async ' if is_async else ''}def _bench(_loops, _clock=_clock, _repeat=_repeat{params}):\n"
+        f"{'async ' if is_async else ''}def _bench("
+        f"_loops, _clock=_clock, _repeat=_repeat{params}):\n"
         "    _t0 = _clock()\n"
         "    for _ in _repeat(None, _loops):\n"
         f"{body}\n"
@@ -259,38 +260,38 @@ def render_md(report: dict[str, Any]) -> str:
         "",
         "## Per-call cost",
         "",
-        "| case | what | ns/call (median) | spread p25–p75 | x bare | x hand-written OTel |",
+        "| case | what | ns/call (median) | spread p25-p75 | x bare | x hand-written OTel |",
         "|---|---|--:|--:|--:|--:|",
     ]
     for row in report["cases"]:
         ns = row["ns_per_call"]
         xb = row["x_bare"]
         xo = row["x_otel"]
-        bare = f"{xb['median']:.2f}" if xb else "–"
+        bare = f"{xb['median']:.2f}" if xb else "-"
         if xb and row["baseline"] != "bare":
             bare += f" (vs {row['baseline']})"
         lines.append(
             f"| {row['case']} | {row['description']} | {fmt_ns(ns['median'])} | "
-            f"{fmt_ns(ns['p25'])}–{fmt_ns(ns['p75'])} | {bare} | "
+            f"{fmt_ns(ns['p25'])}-{fmt_ns(ns['p75'])} | {bare} | "
             f"{xo['median']:.2f} |"
             if xo
             else f"| {row['case']} | {row['description']} | {fmt_ns(ns['median'])} | "
-            f"{fmt_ns(ns['p25'])}–{fmt_ns(ns['p75'])} | {bare} | – |"
+            f"{fmt_ns(ns['p25'])}-{fmt_ns(ns['p75'])} | {bare} | - |"
         )
-    lines += ["", "## Targets", "", "| target | ratio (median, p25–p75 over rounds) | result |"]
+    lines += ["", "## Targets", "", "| target | ratio (median, p25-p75 over rounds) | result |"]
     lines += ["|---|--:|:-:|"]
     for t in report["targets"]:
         if "ratio" in t:
             r = t["ratio"]
             lines.append(
-                f"| {t['target']} | {r['median']:.3f} ({r['p25']:.3f}–{r['p75']:.3f}) "
+                f"| {t['target']} | {r['median']:.3f} ({r['p25']:.3f}-{r['p75']:.3f}) "
                 f"| **{t['result']}** |"
             )
         else:
-            lines.append(f"| {t['target']} | – | {t['result']} |")
+            lines.append(f"| {t['target']} | - | {t['result']} |")
     lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     if report.get("scale"):
-        lines += ["", "## Scale", ""] + scale.render_md(report["scale"])
+        lines += ["", "## Scale", "", *scale.render_md(report["scale"])]
     return "\n".join(lines) + "\n"
 
 
@@ -330,6 +331,7 @@ def render_chart(report: dict[str, Any], path: Path) -> None:
         "otel": "#1f77b4",
         "otel_aspects": "#2ca02c",
         "peer": "#ff7f0e",
+        "diagnostic": "#c5b0d5",
     }
     names = [r["case"] for r in rows][::-1]
     med = [r["ns_per_call"]["median"] for r in rows][::-1]
@@ -339,7 +341,7 @@ def render_chart(report: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 0.38 * len(rows) + 1.8))
     ax.barh(names, med, xerr=[lo, hi], color=col, capsize=2)
     ax.set_xscale("log")
-    ax.set_xlabel("ns per call (median, log scale; whiskers: p25–p75 over rounds)")
+    ax.set_xlabel("ns per call (median, log scale; whiskers: p25-p75 over rounds)")
     for y, (v, r) in enumerate(zip(med, rows[::-1], strict=True)):
         xo = r["x_otel"]
         label = fmt_ns(v) + (f"  ({xo['median']:.2f}x OTel)" if xo else "")
@@ -365,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny run, temp output")
     parser.add_argument("--out", type=Path, help="output folder (default: benchmarks/)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 150)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 250)")
     parser.add_argument("--sample-ms", type=float, help="ms per sample (default 6)")
     parser.add_argument("--only", nargs="*", help="run only these cases (plus references)")
     parser.add_argument("--no-scale", action="store_true", help="skip benchmarks/scale.py")
@@ -373,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     smoke = args.smoke
-    rounds = args.rounds or (3 if smoke else 150)
+    rounds = args.rounds or (3 if smoke else 250)
     sample_ms = args.sample_ms or (0.2 if smoke else 6.0)
     warmup = 1 if smoke else 5
     out = args.out or (Path(tempfile.mkdtemp(prefix="otel-aspects-bench-")) if smoke else HERE)
@@ -387,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         keep = set(args.only) | {"bare", "wrapt", "otel_handwritten"}
         keep |= {c.baseline for c in cases if c.name in keep}
         cases = [c for c in cases if c.name in keep]
-    started = dt.datetime.now(dt.timezone.utc).astimezone()
+    started = dt.datetime.now(dt.UTC).astimezone()
     report: dict[str, Any] = {
         "command": " ".join(
             ["python -m benchmarks.run", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]
@@ -424,7 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "results.md").write_text(render_md(report))
     render_chart(report, out / "results.png")
     print(render_md(report))
-    log(f"wrote {out}/results.md, results.json, results.png in {report['elapsed_s']['total']:.0f} s")
+    total = report["elapsed_s"]["total"]
+    log(f"wrote {out}/results.md, results.json, results.png in {total:.0f} s")
     if not ok:
         for c in report["scale"]["checks"]:
             if not c["ok"]:
