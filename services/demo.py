@@ -23,6 +23,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 import time
@@ -165,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "errors": stats.errors,
                 "by_op": dict(stats.by_op),
                 "prometheus_port": setup.prometheus_port,
+                "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                 "series": snapshot(series),
             }
             print(json.dumps(payload), flush=True)
