@@ -11,6 +11,7 @@ operations at random with a seeded ``random.Random`` -- including some bad input
 
 from __future__ import annotations
 
+import functools
 import random
 import secrets
 import time
@@ -47,7 +48,7 @@ RESOURCES = {
     "github": ("github://repos/octo/demo", "github://repos/acme/api"),
     "database": ("postgres://analytics/schema", "postgres://analytics/tables/events"),
 }
-PROMPTS = {
+PROMPTS: dict[str, tuple[str, dict[str, object]]] = {
     "weather": ("daily_briefing", {"city": "Paris"}),
     "files": ("summarize", {"path": "README.md"}),
     "github": ("review_pr", {"number": 42}),
@@ -109,8 +110,12 @@ async def build_world(
             try:
                 await registry.handle(
                     f"ApiKey {admin}",
-                    lambda n=name: registry.register_server(
-                        n, f"mem://{n}", description=f"{n} MCP server", tags=(n, "demo")
+                    functools.partial(
+                        registry.register_server,
+                        name,
+                        f"mem://{name}",
+                        description=f"{name} MCP server",
+                        tags=(name, "demo"),
                     ),
                 )
                 break
@@ -231,11 +236,7 @@ class _Client:
 
     async def get_tool(self) -> None:
         server = self._server()
-        tools = (
-            list(self.w.registry._servers[server].tools)
-            if server in self.w.registry._servers
-            else []
-        )
+        tools = self.w.registry.tool_names(server)
         tool = self.rng.choice(tools) if tools and self.rng.random() > 0.05 else "no_such_tool"
         await self._reg(lambda: self.w.registry.get_tool(server, tool))
 
@@ -244,8 +245,7 @@ class _Client:
         await self._reg(lambda: self.w.registry.search_tools(query))
 
     def _tool(self, server: str) -> str:
-        record = self.w.registry._servers.get(server)
-        tools = list(record.tools) if record else []
+        tools = self.w.registry.tool_names(server)
         return self.rng.choice(tools) if tools and self.rng.random() > 0.03 else "no_such_tool"
 
     async def execute_tool(self) -> None:

@@ -215,6 +215,11 @@ class Registry:
                 p for p in (str(i.get("name", "")) for i in names[:64]) if NAME_PATTERN.fullmatch(p)
             )
 
+    def tool_names(self, server_name: str) -> list[str]:
+        """The registered tool names of *server_name* (not measured; ``[]`` if unknown)."""
+        record = self._servers.get(server_name)
+        return list(record.tools) if record else []
+
     @track_registry_operation("delete", "server")
     async def delete_server(self, name: str) -> None:
         """Unregister *name*."""

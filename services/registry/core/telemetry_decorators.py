@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
 from otel_aspects import timed
 from otel_aspects.timing import Run, Timed
@@ -77,13 +77,16 @@ class _MetricsContext:
         self._run = self._timed.__enter__()
         return self
 
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
-        return self._timed.__exit__(exc_type, exc, tb)
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        self._timed.__exit__(exc_type, exc, tb)
+        return False
 
     async def __aenter__(self) -> Any:
         return self.__enter__()
 
-    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+    async def __aexit__(
+        self, exc_type: object, exc: BaseException | None, tb: object
+    ) -> Literal[False]:
         return self.__exit__(exc_type, exc, tb)
 
 
