@@ -342,10 +342,13 @@ def render_chart(report: dict[str, Any], path: Path) -> None:
     ax.barh(names, med, xerr=[lo, hi], color=col, capsize=2)
     ax.set_xscale("log")
     ax.set_xlabel("ns per call (median, log scale; whiskers: p25-p75 over rounds)")
-    for y, (v, r) in enumerate(zip(med, rows[::-1], strict=True)):
-        xo = r["x_otel"]
-        label = fmt_ns(v) + (f"  ({xo['median']:.2f}x OTel)" if xo else "")
-        ax.text(v * 1.08, y, label, va="center", fontsize=7)
+    for y, r in enumerate(rows[::-1]):
+        ratio = r["x_otel"] if r["group"] in ("otel", "otel_aspects", "peer") else r["x_bare"]
+        ref = "OTel" if ratio is r["x_otel"] else "bare"
+        label = fmt_ns(r["ns_per_call"]["median"])
+        if ratio:
+            label += f"  ({ratio['median']:.2f}x {ref})"
+        ax.text(r["ns_per_call"]["p75"] * 1.15, y, label, va="center", fontsize=7)
     m = report["machine"]
     ax.set_title(
         f"otel_aspects per-call cost -- {m['cpu']}, {m['cores']} cores, "

@@ -396,6 +396,9 @@ def render_md(s: dict[str, Any]) -> list[str]:
         "run ~6x slower, so the hand-written variant is not traced in the full run). "
         "Thread and task throughput use the same SDK as the per-call table; task calls "
         "include one loop checkpoint inside the measured scope (other tasks run there), "
-        "so they are not comparable with the per-call figures.",
+        "so they are not comparable with the per-call figures. Throughput figures are "
+        "single runs one after the other, not interleaved: noisier than the per-call table. "
+        "On the SDK, 2 threads make fewer calls/s in total than 1 (the GIL plus the SDK's "
+        "per-series locks), for hand-written OTel as for otel_aspects.",
     ]
     return lines
