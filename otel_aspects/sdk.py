@@ -838,8 +838,15 @@ def _start_prometheus(plan: _Plan, inst: _Installation, readers: list[MetricRead
     inst.prometheus_port = int(server.server_address[1])
 
 
-def _build(plan: _Plan, instance_id: str, *, in_child: bool = False) -> _Installation:
-    inst = _Installation(instance_id=instance_id, resource=_make_resource(plan, instance_id))
+def _build(
+    plan: _Plan, instance_id: str, *, in_child: bool = False, parent: Resource | None = None
+) -> _Installation:
+    if parent is None:
+        resource = _make_resource(plan, instance_id)
+    else:
+        # Resource.create runs detectors on a thread pool: not in an at-fork handler.
+        resource = parent.merge(Resource({"service.instance.id": instance_id}))
+    inst = _Installation(instance_id=instance_id, resource=resource)
     if plan.enable_metrics:
         readers: list[MetricReader] = []
         if plan.use_memory:
@@ -1110,7 +1117,12 @@ def _after_fork_in_child() -> None:
                 except Exception:  # a reader we did not build may misbehave
                     _log.debug("otel_aspects: inherited reader shutdown failed", exc_info=True)
     try:
-        inst = _build(setup._plan, str(uuid.uuid4()), in_child=True)
+        inst = _build(
+            setup._plan,
+            str(uuid.uuid4()),
+            in_child=True,
+            parent=old.resource if old is not None else None,
+        )
     except Exception:
         _log.exception("otel_aspects: cannot rebuild metrics in forked worker %d", os.getpid())
         if _state.provider is not None:
