@@ -1,0 +1,275 @@
+"""SDK setup: exporter choice, resource, Views, Prometheus, logs, repeated setup, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry import metrics
+
+import otel_aspects
+from otel_aspects import current_setup, setup_metrics, shutdown_metrics
+from otel_aspects.client import create_metrics_client
+from otel_aspects.config import load_metrics_config
+from otel_aspects.testing import counter_value, histogram_data, metric_points
+from tests.otlp_receiver import OtlpReceiver
+
+
+@pytest.fixture(autouse=True)
+def _clean_sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No OTEL_* variable leaks in; every test ends with the SDK shut down."""
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+    yield
+    shutdown_metrics()
+
+
+def _counter(name: str = "hits_total") -> metrics.Counter:
+    return metrics.get_meter("test_sdk").create_counter(name)
+
+
+class TestExporterChoice:
+    def test_nothing_configured_gives_memory_reader(self) -> None:
+        """With nothing configured, only the in-memory reader, read through the setup."""
+        setup = setup_metrics("svc")
+        assert setup.exporters == ("memory",)
+        assert setup.memory_reader is not None
+        assert setup.readers == (setup.memory_reader,)
+        _counter().add(3)
+        assert counter_value(setup.memory_reader, "hits_total") == 3
+
+    def test_explicit_endpoint_means_otlp(self) -> None:
+        """otlp_endpoint alone selects OTLP (a base URL; /v1/metrics is appended)."""
+        setup = setup_metrics("svc", otlp_endpoint="http://127.0.0.1:9/")
+        assert setup.exporters == ("otlp",)
+        assert setup.otlp_endpoint == "http://127.0.0.1:9/v1/metrics"
+        assert setup.memory_reader is None
+
+    def test_env_exporters_and_prometheus_flag(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """OTEL_METRICS_EXPORTER is read; OTEL_PROMETHEUS_ENABLED adds prometheus."""
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "console")
+        monkeypatch.setenv("OTEL_PROMETHEUS_ENABLED", "true")
+        monkeypatch.setenv("OTEL_PROMETHEUS_PORT", "0")
+        setup = setup_metrics("svc", export_interval_millis=600_000)
+        assert setup.exporters == ("console", "prometheus")
+        assert setup.prometheus_port
+
+    def test_none_means_no_reader(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """OTEL_METRICS_EXPORTER=none installs no reader at all (not even memory)."""
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+        setup = setup_metrics("svc")
+        assert setup.exporters == ()
+        assert setup.readers == ()
+
+    def test_unknown_exporter_argument_raises(self) -> None:
+        """A typo in the exporters argument fails loudly, naming the valid choices."""
+        with pytest.raises(ValueError, match="otlp, prometheus, console, none"):
+            setup_metrics("svc", exporters=["otpl"])
+
+    def test_unknown_exporter_env_logs_error(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A typo in OTEL_METRICS_EXPORTER is logged at ERROR and the service keeps going."""
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "otpl")
+        setup = setup_metrics("svc")
+        assert setup.active
+        assert any("otpl" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+
+    def test_endpoint_env_variables(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The signal-specific endpoint is used as is; the generic one gets /v1/metrics."""
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://base:4318/")
+        assert setup_metrics("svc", exporters="otlp").otlp_endpoint == "http://base:4318/v1/metrics"
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:1/custom")
+        assert setup_metrics("svc", exporters="otlp").otlp_endpoint == "http://m:1/custom"
+
+    def test_default_endpoint_is_the_seeds(self) -> None:
+        """Without argument or variable the seed's collector address is used."""
+        setup = setup_metrics("svc", exporters=["otlp"])
+        assert setup.otlp_endpoint == "http://otel-collector:4318/v1/metrics"
+
+    def test_sdk_disabled(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """OTEL_SDK_DISABLED=true installs nothing and returns an inactive setup."""
+        monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+        setup = setup_metrics("svc")
+        assert not setup.active
+        assert setup.readers == ()
+        assert current_setup() is None
+        _counter().add(1)  # a no-op, never an error
+
+
+class TestResource:
+    def test_argument_wins_and_env_attributes_kept(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """service_name beats OTEL_SERVICE_NAME; OTEL_RESOURCE_ATTRIBUTES is merged in."""
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "from_env")
+        monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test,team=a")
+        setup = setup_metrics("from_arg", resource_attributes={"team": "b"})
+        assert setup.resource is not None
+        attrs = setup.resource.attributes
+        assert attrs["service.name"] == "from_arg"
+        assert attrs["deployment.environment"] == "test"
+        assert attrs["team"] == "b"
+
+    def test_instance_id_unique_per_setup(self) -> None:
+        """service.instance.id is a uuid4, a new one per process (and per setup)."""
+        first = setup_metrics("svc").service_instance_id
+        second = setup_metrics("svc").service_instance_id
+        assert first and second and first != second
+        assert uuid.UUID(first).version == 4
+
+
+class TestViews:
+    def test_max_series_and_buckets_from_loaded_configs(self, tmp_path: Path) -> None:
+        """max_series becomes a cardinality limit and buckets a histogram aggregation."""
+        path = tmp_path / "svc.yml"
+        path.write_text(
+            "service_name: svc\n"
+            "counters:\n  - name: capped_total\n    max_series: 3\n"
+            "histograms:\n  - name: wait_seconds\n    unit: s\n    buckets: [1, 2]\n"
+        )
+        load_metrics_config("svc", path)
+        setup = setup_metrics("svc")
+        assert setup.memory_reader is not None
+        meter = metrics.get_meter("views")
+        counter = meter.create_counter("capped_total")
+        for i in range(20):
+            counter.add(1, {"i": str(i)})
+        # No advisory here: the View alone sets the buckets.
+        meter.create_histogram("wait_seconds", unit="s").record(1.5)
+        points = metric_points(setup.memory_reader, "capped_total")
+        overflow = [p for p in points if p.attributes.get("otel.metric.overflow")]
+        assert len(points) == 4  # 3 series kept, then one overflow series
+        assert overflow and overflow[0].value == 17
+        assert sum(p.value for p in points) == 20
+        assert histogram_data(setup.memory_reader, "wait_seconds").boundaries == (1.0, 2.0)
+
+
+class TestRepeatedSetup:
+    def test_second_setup_replaces_first(self) -> None:
+        """A second call replaces the provider; instruments obtained before keep working."""
+        first = setup_metrics("svc")
+        counter = _counter()
+        counter.add(2)
+        second = setup_metrics("svc")
+        counter.add(5)
+        assert not first.active and second.active
+        assert second.memory_reader is not None and first.memory_reader is not None
+        assert counter_value(second.memory_reader, "hits_total") == 5
+        assert current_setup() is second
+
+    def test_old_prometheus_server_closed(self) -> None:
+        """Replacing a setup closes its Prometheus server and binds the new one."""
+        first = setup_metrics("svc", exporters=["prometheus"], prometheus_port=0)
+        port = first.prometheus_port
+        assert port
+        second = setup_metrics("svc", exporters=["prometheus"], prometheus_port=port)
+        assert second.prometheus_port == port  # the port was freed for the new server
+        _counter().add(4)
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        assert re.search(rb"hits_total\{[^}]*\} 4\.0", body)
+
+    def test_shutdown_idempotent_and_noop_after(self) -> None:
+        """shutdown_metrics can be called twice; instruments become no-ops."""
+        setup = setup_metrics("svc")
+        counter = _counter()
+        counter.add(1)
+        shutdown_metrics()
+        shutdown_metrics()
+        counter.add(1)
+        assert not setup.active
+        assert current_setup() is None
+
+    def test_global_provider_is_ours(self) -> None:
+        """The global API provider is the switching provider handed out by the setup."""
+        setup = setup_metrics("svc")
+        assert metrics.get_meter_provider() is setup.meter_provider
+
+
+class TestPrometheus:
+    def test_loopback_free_port_and_scrape(self) -> None:
+        """Port 0 picks a free port on 127.0.0.1; the metric is scrapable there."""
+        setup = setup_metrics("svc", exporters="prometheus", prometheus_port=0)
+        port = setup.prometheus_port
+        assert port
+        from otel_aspects.sdk import current_setup as cs
+
+        active = cs()
+        assert active is not None and active._installation is not None
+        assert active._installation.prometheus_server.server_address[0] == "127.0.0.1"
+        _counter().add(2, {"route": "/"})
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        assert re.search(rb'hits_total\{[^}]*route="/"[^}]*\} 2\.0', body)
+
+    def test_port_taken_logs_one_error_and_keeps_running(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A taken port gives one clear ERROR; the other readers still get the metrics."""
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+            taken = sock.getsockname()[1]
+            monkeypatch.setenv("OTEL_PROMETHEUS_PORT", str(taken))
+            setup = setup_metrics(
+                "svc", exporters="prometheus", extra_readers=[_memory_reader_factory]
+            )
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1
+        message = errors[0].getMessage()
+        assert f"127.0.0.1:{taken}" in message and "OTEL_PROMETHEUS_PORT" in message
+        assert setup.prometheus_port is None
+        _counter().add(1)
+        (reader,) = setup.readers
+        assert counter_value(reader, "hits_total") == 1
+
+    def test_missing_package_says_how_to_install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without opentelemetry-exporter-prometheus the error names the extra to install."""
+        monkeypatch.setitem(sys.modules, "opentelemetry.exporter.prometheus", None)
+        with pytest.raises(ImportError, match=r"otel-aspects\[prometheus\]"):
+            setup_metrics("svc", exporters="prometheus", prometheus_port=0)
+
+
+def _memory_reader_factory() -> otel_aspects.sdk.MetricReader:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    return InMemoryMetricReader()
+
+
+class TestLogs:
+    def test_enable_logs_ships_logging_over_otlp(self) -> None:
+        """enable_logs=True (the seed's documented parameter) sends log records to /v1/logs."""
+        with OtlpReceiver() as rx:
+            setup = setup_metrics("log_svc", otlp_endpoint=rx.endpoint, enable_logs=True)
+            logging.getLogger("app").warning("hello %s", "collector")
+            assert setup.force_flush()
+            shutdown_metrics()
+            bodies = rx.log_bodies()
+        assert ("hello collector") in [body for _, body in bodies]
+        assert all(resource["service.name"] == "log_svc" for resource, _ in bodies)
+
+    def test_handler_removed_on_shutdown(self) -> None:
+        """Shutdown detaches the logging handler from the root logger."""
+        before = list(logging.getLogger().handlers)
+        setup_metrics("svc", otlp_endpoint="http://127.0.0.1:9", enable_logs=True)
+        assert len(logging.getLogger().handlers) == len(before) + 1
+        shutdown_metrics(timeout_millis=100)
+        assert logging.getLogger().handlers == before
+
+
+class TestClientIntegration:
+    def test_client_created_before_setup_follows_it(self, tmp_path: Path) -> None:
+        """A client made before setup_metrics records into the provider installed later."""
+        path = tmp_path / "svc.yml"
+        path.write_text("service_name: svc\ncounters:\n  - name: early_total\n")
+        client = create_metrics_client("svc", load_metrics_config("svc", path))
+        setup = setup_metrics("svc")
+        client.record_counter("early_total", 2)
+        assert setup.memory_reader is not None
+        assert counter_value(setup.memory_reader, "early_total") == 2
