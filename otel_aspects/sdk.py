@@ -777,17 +777,22 @@ def _views() -> list[View]:
     """One View per configured metric that has ``max_series`` or ``buckets``.
 
     A single View per instrument: two matching Views would make two streams.
+    Each View matches the instrument name within its service's meter only.
     """
     from .config import loaded_configs
 
-    views: dict[str, View] = {}
+    views: dict[tuple[str, str], View] = {}
     for config in loaded_configs():
         for spec in config.metrics.values():
             buckets = spec.buckets if spec.kind == "histogram" else None
             if spec.max_series is None and buckets is None:
                 continue
-            views[spec.name] = View(
+            # Scoped to the service's meter: two services in one process may declare
+            # the same metric name (the registry and the auth server both have
+            # auth_requests_total), and an unscoped View would match both.
+            views[config.service_name, spec.name] = View(
                 instrument_name=spec.name,
+                meter_name=config.service_name,
                 aggregation=ExplicitBucketHistogramAggregation(tuple(buckets))
                 if buckets is not None
                 else None,

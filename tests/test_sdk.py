@@ -138,7 +138,7 @@ class TestViews:
         load_metrics_config("svc", path)
         setup = setup_metrics("svc")
         assert setup.memory_reader is not None
-        meter = metrics.get_meter("views")
+        meter = metrics.get_meter("svc")  # the service's meter, as its client uses
         counter = meter.create_counter("capped_total")
         for i in range(20):
             counter.add(1, {"i": str(i)})
@@ -150,6 +150,20 @@ class TestViews:
         assert overflow and overflow[0].value == 17
         assert sum(p.value for p in points) == 20
         assert histogram_data(setup.memory_reader, "wait_seconds").boundaries == (1.0, 2.0)
+
+    def test_views_are_scoped_to_the_service_meter(self, tmp_path: Path) -> None:
+        """Another service's instrument of the same name keeps its own limit."""
+        path = tmp_path / "svc.yml"
+        path.write_text("service_name: svc\ncounters:\n  - name: shared_total\n    max_series: 2\n")
+        load_metrics_config("svc", path)
+        setup = setup_metrics("svc")
+        assert setup.memory_reader is not None
+        other = metrics.get_meter("other_service").create_counter("shared_total")
+        for i in range(10):
+            other.add(1, {"i": str(i)})
+        points = metric_points(setup.memory_reader, "shared_total")
+        assert len(points) == 10
+        assert not [p for p in points if p.attributes.get("otel.metric.overflow")]
 
 
 class TestRepeatedSetup:
