@@ -32,7 +32,7 @@ typecheck: $(STAMP)
 unit: $(STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck unit bench-smoke
+test: lint typecheck bench-smoke unit
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

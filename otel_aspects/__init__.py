@@ -19,6 +19,11 @@ from .config import MetricSpec as MetricSpec
 from .config import load_metrics_config as load_metrics_config
 from .config import loaded_configs as loaded_configs
 from .config import validate_config_file as validate_config_file
+from .decorators import count_exceptions as count_exceptions
+from .decorators import counted as counted
+from .decorators import create_timed_context as create_timed_context
+from .decorators import track_duration as track_duration
+from .decorators import track_inprogress as track_inprogress
 from .labels import current_labels as current_labels
 from .labels import set_label as set_label
 from .labels import set_success as set_success
@@ -37,7 +42,10 @@ __all__: tuple[str, ...] = (
     "MetricsSetup",
     "OTelMetricsClient",
     "Timed",
+    "count_exceptions",
+    "counted",
     "create_metrics_client",
+    "create_timed_context",
     "current_labels",
     "current_setup",
     "load_metrics_config",
@@ -47,5 +55,7 @@ __all__: tuple[str, ...] = (
     "setup_metrics",
     "shutdown_metrics",
     "timed",
+    "track_duration",
+    "track_inprogress",
     "validate_config_file",
 )
