@@ -62,6 +62,14 @@ class Aspect:
         self.enabled = True
         self._suspend = self._resume = _nothing
 
+    def _wrapper_for(self, kind: str) -> Callable[..., Any] | None:
+        """A specialised wrapt wrapper for *kind*, or ``None`` for the general one.
+
+        *kind* is ``sync``, ``coroutine``, ``gen`` or ``async_gen``; an aspect
+        may answer with a wrapper that does what its hooks would, faster.
+        """
+        return None
+
     @overload
     def __call__(self, func: classmethod[T, P, R]) -> classmethod[T, P, R]: ...
     @overload
@@ -126,16 +134,19 @@ def wrap(aspect: Aspect, func: Any) -> Any:
             "Use @timed(...) on a function or method, or `with timed(...):` around a block."
         )
     if not aspect.enabled:
-        return wrapt.FunctionWrapper(func, _passthrough)
+        # enabled=False (wrapt's public switch): wrapt calls the target directly,
+        # bound or not, without calling the wrapper.
+        return wrapt.FunctionWrapper(func, _passthrough, enabled=False)
     target = _kind_target(func)
     if inspect.isasyncgenfunction(target):
-        wrapper = _async_gen_wrapper(aspect)
+        kind = "async_gen"
     elif inspect.iscoroutinefunction(target):
-        wrapper = _coroutine_wrapper(aspect)
+        kind = "coroutine"
     elif inspect.isgeneratorfunction(target):
-        wrapper = _gen_wrapper(aspect)
+        kind = "gen"
     else:
-        wrapper = _sync_wrapper(aspect)
+        kind = "sync"
+    wrapper = aspect._wrapper_for(kind) or _GENERAL[kind](aspect)
     return wrapt.FunctionWrapper(func, wrapper)
 
 
@@ -261,3 +272,11 @@ def _async_gen_wrapper(aspect: Aspect) -> Callable[..., Any]:
         return drive(wrapped(*args, **kwargs), args, kwargs)
 
     return wrapper
+
+
+_GENERAL: dict[str, Callable[[Aspect], Callable[..., Any]]] = {
+    "sync": _sync_wrapper,
+    "coroutine": _coroutine_wrapper,
+    "gen": _gen_wrapper,
+    "async_gen": _async_gen_wrapper,
+}

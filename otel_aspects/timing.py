@@ -20,18 +20,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from contextvars import Token
 from time import perf_counter
 from typing import Any, Literal, Protocol
 
 from opentelemetry.metrics import Counter, Histogram, UpDownCounter
 
-from ._attributes import clean_attributes
+from ._attributes import MAX_VALUE_LENGTH, clean_attributes
 from ._warn import warn_once
 from ._wrap import Args, Aspect, Kwargs
 from .labels import (
     ACTIVE,
+    FAILURE,
     RESERVED_LABELS,
     STATUS,
     SUCCESS,
@@ -113,12 +114,16 @@ class Run:
     measurement is recorded the run is closed and further changes are ignored.
     """
 
-    __slots__ = ("_done", "_extra", "_start", "_success", "_timed", "_token")
+    __slots__ = ("_dirty", "_done", "_extra", "_start", "_success", "_timed", "_token")
 
     _timed: Timed
     _start: float
     _token: Token[LabelScope | None] | None
+    #: ``None`` until a label is set or extracted; then every label so far
+    #: (static first, then extracted and set ones, later wins), raw.
     _extra: dict[str, Any] | None
+    #: Some label in ``_extra`` may need cleaning before it reaches OpenTelemetry.
+    _dirty: bool
     _success: bool | None
     _done: bool
 
@@ -128,6 +133,7 @@ class Run:
         self._extra = None
         self._success = None
         self._done = False
+        self._dirty = False
 
     def set_label(self, key: str, value: object) -> None:
         """Add or replace label *key* (``status``/``error_type`` are reserved)."""
@@ -141,8 +147,21 @@ class Run:
             with _lock:  # a child thread may set the first label concurrently
                 extra = self._extra
                 if extra is None:
-                    extra = self._extra = {}
+                    extra = self._extra = self._timed._static.copy()
         extra[key] = value
+        # Only this value is checked here; anything unusual is cleaned at record time.
+        cls = value.__class__
+        if not (
+            key.__class__ is str
+            and 0 < len(key) <= MAX_VALUE_LENGTH
+            and (
+                cls is int
+                or cls is bool
+                or (cls is str and len(value) <= MAX_VALUE_LENGTH)  # type: ignore[arg-type]
+                or (cls is float and value == value)
+            )
+        ):
+            self._dirty = True
 
     def set_success(self, success: bool) -> None:
         """Record this measurement as ``success`` or ``failure`` (an exception still wins)."""
@@ -152,10 +171,8 @@ class Run:
     @property
     def labels(self) -> dict[str, Any]:
         """Labels known so far, without the outcome."""
-        labels = dict(self._timed._static)
-        if self._extra:
-            labels.update(self._extra)
-        return labels
+        extra = self._extra
+        return dict(self._timed._static if extra is None else extra)
 
     def stop(
         self,
@@ -262,6 +279,7 @@ class Timed(Aspect):
     _clock: Callable[[], float]
     _static: dict[str, Any]
     _record: Callable[[Run, float, object, BaseException | None], None]
+    _fast: _FastPath | None
 
     def __init__(
         self,
@@ -314,11 +332,14 @@ class Timed(Aspect):
     ) -> None:
         name = self.name
         static = self._static
-        clean_static = dict(clean_attributes(static, name))
+        cleaned = clean_attributes(static, name)
+        static_clean = cleaned is static  # returned as is only when already clean
+        clean_static = dict(cleaned)
         ok_attrs = {**clean_static, STATUS: SUCCESS}
         ok_labels = {**static, STATUS: SUCCESS}
         hist_record = None if hist is None else hist.record
         counter_add = None if cnt is None else cnt.add
+        instruments = hist_record is not None or counter_add is not None
         plain = outcome_hook is None and error_if is None
         set_var, reset_var = ACTIVE.set, ACTIVE.reset
         new = object.__new__
@@ -339,10 +360,9 @@ class Timed(Aspect):
 
         def record(run: Run, duration: float, result: object, exc: BaseException | None) -> None:
             # The general path: anything changed labels or outcome.
-            labels = dict(static)
             extra = run._extra
-            if extra:
-                labels.update(extra)
+            labels = dict(static if extra is None else extra)
+            dirty = not static_clean or (extra is not None and run._dirty)
             success = True
             if exc is None and error_if is not None:
                 try:
@@ -356,10 +376,15 @@ class Timed(Aspect):
                     more = outcome_hook(result, exc)
                     if more:
                         labels.update(drop_reserved(more))
+                        dirty = True
                 except Exception as hook_exc:
                     hook_failed(name, "outcome_labels", hook_exc)
-            labels.update(outcome_labels(exc, success))
-            attrs = clean_attributes(labels, name) if counter_add or hist_record else labels
+            if exc is None:
+                labels[STATUS] = SUCCESS if success else FAILURE
+            else:
+                labels.update(outcome_labels(exc, success))
+                dirty = True
+            attrs = clean_attributes(labels, name) if dirty and instruments else labels
             emit(duration, attrs, labels)
 
         def begin(args: Args, kwargs: Kwargs) -> Run:
@@ -367,12 +392,13 @@ class Timed(Aspect):
             run = new(Run)
             run._timed = self
             run._extra = run._success = None
-            run._done = False
+            run._done = run._dirty = False
             if extract_labels is not None:
                 try:
                     extracted = extract_labels(*args, **kwargs)
                     if extracted:
-                        run._extra = drop_reserved(extracted)
+                        run._extra = {**static, **drop_reserved(extracted)}
+                        run._dirty = True
                 except Exception as exc:
                     hook_failed(name, "extract_labels", exc)
             run._token = set_var(run)
@@ -386,7 +412,16 @@ class Timed(Aspect):
                 return
             run._done = True
             if plain and run._extra is None and run._success is None:
-                emit(end - run._start, ok_attrs, ok_labels.copy())
+                if record_func is not None:
+                    emit(end - run._start, ok_attrs, ok_labels.copy())
+                    return
+                try:
+                    if counter_add is not None:
+                        counter_add(1, ok_attrs)
+                    if hist_record is not None:
+                        hist_record(end - run._start, ok_attrs)
+                except Exception as exc:
+                    hook_failed(name, "recording", exc)
             else:
                 record(run, end - run._start, result, None)
 
@@ -407,8 +442,15 @@ class Timed(Aspect):
         self._begin, self._finish, self._fail = begin, finish, fail
         self._suspend, self._resume = suspend, resume
         self._record = record
+        # The fast path: instruments only, no hook that can change labels or outcome.
+        self._fast = None
+        if record_func is None and extract_labels is None and plain:
+            self._fast = _FastPath(self, ok_attrs, counter_add, hist_record, record, clock)
 
     # ------------------------------------------------------------------ with / async with
+
+    def _wrapper_for(self, kind: str) -> Callable[..., Any] | None:
+        return None if self._fast is None else self._fast.wrapper(kind)
 
     def __enter__(self) -> Run:
         if not self.enabled:
@@ -471,6 +513,251 @@ timed = Timed
 _NULL_RUN = _NullRun.__new__(_NullRun)
 _NULL_RUN._done = True
 _NULL_RUN._extra = None
+_NULL_RUN._dirty = False
 _NULL_RUN._success = None
 _NULL_RUN._token = None
 _NULL_RUN._start = 0.0
+
+
+class _FastPath:
+    """The wrappers of a :class:`Timed` with instruments only (no ``record_func``,
+    ``extract_labels``, ``outcome_labels`` or ``error_if``), one per kind.
+
+    Each is the general wrapper of :mod:`otel_aspects._wrap` with the ``begin``,
+    ``finish``, ``suspend`` and ``resume`` hooks written inline: one Python frame
+    per call, and on the common outcome (success, no label set) the pre-built
+    success attributes go straight to the instruments.  Anything else (a label
+    set, ``set_success``, an exception, ``Run.stop``) goes to the general
+    ``record`` and records exactly what the general path would.
+    ``tests/test_aspects_properties.py`` checks the two paths record the same data.
+    """
+
+    __slots__ = ("attrs", "clock", "counter_add", "hist_record", "owner", "record")
+
+    def __init__(
+        self,
+        owner: Timed,
+        attrs: dict[str, Any],
+        counter_add: Callable[..., None] | None,
+        hist_record: Callable[..., None] | None,
+        record: Callable[[Run, float, object, BaseException | None], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.owner = owner
+        self.attrs = attrs
+        self.counter_add = counter_add
+        self.hist_record = hist_record
+        self.record = record
+        self.clock = clock
+
+    def wrapper(self, kind: str) -> Callable[..., Any]:
+        """The wrapt wrapper for *kind* (``sync``, ``coroutine``, ``gen``, ``async_gen``)."""
+        owner, ok_attrs, record, clock = self.owner, self.attrs, self.record, self.clock
+        counter_add, hist_record = self.counter_add, self.hist_record
+        name = owner.name
+        set_var, reset_var = ACTIVE.set, ACTIVE.reset
+        new = object.__new__
+
+        def start() -> Run:
+            run: Run = new(Run)
+            run._timed = owner
+            run._extra = run._success = None
+            run._done = run._dirty = False
+            run._token = set_var(run)
+            run._start = clock()
+            return run
+
+        def ok(run: Run, end: float, result: object) -> None:
+            if run._done:  # stopped by hand (Run.stop)
+                return
+            run._done = True
+            if run._extra is None and run._success is None:
+                try:
+                    if counter_add is not None:
+                        counter_add(1, ok_attrs)
+                    if hist_record is not None:
+                        hist_record(end - run._start, ok_attrs)
+                except Exception as exc:
+                    hook_failed(name, "recording", exc)
+            else:
+                record(run, end - run._start, result, None)
+
+        def failed(run: Run, end: float, exc: BaseException) -> None:
+            if not run._done:
+                run._done = True
+                record(run, end - run._start, None, exc)
+
+        if kind == "sync":
+
+            def sync(
+                wrapped: Callable[..., Any], instance: object, args: Args, kwargs: Kwargs
+            ) -> Any:
+                run: Run = new(Run)
+                run._timed = owner
+                run._extra = run._success = None
+                run._done = run._dirty = False
+                run._token = token = set_var(run)
+                run._start = begun = clock()
+                try:
+                    result = wrapped(*args, **kwargs)
+                except BaseException as exc:
+                    end = clock()
+                    reset_var(token)
+                    failed(run, end, exc)
+                    raise
+                end = clock()
+                reset_var(token)
+                if run._done:
+                    return result
+                run._done = True
+                # (a plain bool: mypy would keep the None narrowed from above)
+                unchanged = run._extra is None and run._success is None
+                if unchanged:
+                    try:
+                        if counter_add is not None:
+                            counter_add(1, ok_attrs)
+                        if hist_record is not None:
+                            hist_record(end - begun, ok_attrs)
+                    except Exception as exc:
+                        hook_failed(name, "recording", exc)
+                else:
+                    record(run, end - begun, result, None)
+                return result
+
+            return sync
+
+        if kind == "coroutine":
+
+            async def coroutine(
+                wrapped: Callable[..., Awaitable[Any]], instance: object, args: Args, kwargs: Kwargs
+            ) -> Any:
+                run: Run = new(Run)
+                run._timed = owner
+                run._extra = run._success = None
+                run._done = run._dirty = False
+                run._token = token = set_var(run)
+                run._start = begun = clock()
+                try:
+                    result = await wrapped(*args, **kwargs)
+                except BaseException as exc:
+                    end = clock()
+                    reset_var(token)
+                    failed(run, end, exc)
+                    raise
+                end = clock()
+                reset_var(token)
+                if run._done:
+                    return result
+                run._done = True
+                # (a plain bool: mypy would keep the None narrowed from above)
+                unchanged = run._extra is None and run._success is None
+                if unchanged:
+                    try:
+                        if counter_add is not None:
+                            counter_add(1, ok_attrs)
+                        if hist_record is not None:
+                            hist_record(end - begun, ok_attrs)
+                    except Exception as exc:
+                        hook_failed(name, "recording", exc)
+                else:
+                    record(run, end - begun, result, None)
+                return result
+
+            return coroutine
+
+        if kind == "gen":
+
+            def drive(gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+                # As _wrap._gen_wrapper's drive, with the scope switched inline.
+                run = start()
+                value: Any = None
+                error: BaseException | None = None
+                while True:
+                    try:
+                        item = gen.send(value) if error is None else gen.throw(error)
+                    except StopIteration as stop:
+                        end = clock()
+                        reset_var(run._token)  # type: ignore[arg-type]
+                        ok(run, end, stop.value)
+                        return stop.value
+                    except BaseException as exc:
+                        end = clock()
+                        reset_var(run._token)  # type: ignore[arg-type]
+                        failed(run, end, exc)
+                        raise
+                    reset_var(run._token)  # type: ignore[arg-type]
+                    try:
+                        value = yield item
+                        error = None
+                    except GeneratorExit as closing:
+                        run._token = set_var(run)
+                        try:
+                            gen.close()
+                        except BaseException as exc:
+                            end = clock()
+                            reset_var(run._token)
+                            failed(run, end, exc)
+                            raise
+                        end = clock()
+                        reset_var(run._token)
+                        failed(run, end, closing)
+                        raise
+                    except BaseException as exc:
+                        value, error = None, exc
+                    run._token = set_var(run)
+
+            def gen_wrapper(
+                wrapped: Callable[..., Any], instance: object, args: Args, kwargs: Kwargs
+            ) -> Any:
+                return drive(wrapped(*args, **kwargs))
+
+            return gen_wrapper
+
+        async def adrive(agen: AsyncGenerator[Any, Any]) -> AsyncGenerator[Any, Any]:
+            # As _wrap._async_gen_wrapper's drive, with the scope switched inline.
+            run = start()
+            value: Any = None
+            error: BaseException | None = None
+            while True:
+                try:
+                    if error is None:
+                        item = await agen.asend(value)
+                    else:
+                        item = await agen.athrow(error)
+                except StopAsyncIteration:
+                    end = clock()
+                    reset_var(run._token)  # type: ignore[arg-type]
+                    ok(run, end, None)
+                    return
+                except BaseException as exc:
+                    end = clock()
+                    reset_var(run._token)  # type: ignore[arg-type]
+                    failed(run, end, exc)
+                    raise
+                reset_var(run._token)  # type: ignore[arg-type]
+                try:
+                    value = yield item
+                    error = None
+                except GeneratorExit as closing:
+                    run._token = set_var(run)
+                    try:
+                        await agen.aclose()
+                    except BaseException as exc:
+                        end = clock()
+                        reset_var(run._token)
+                        failed(run, end, exc)
+                        raise
+                    end = clock()
+                    reset_var(run._token)
+                    failed(run, end, closing)
+                    raise
+                except BaseException as exc:
+                    value, error = None, exc
+                run._token = set_var(run)
+
+        def async_gen_wrapper(
+            wrapped: Callable[..., Any], instance: object, args: Args, kwargs: Kwargs
+        ) -> Any:
+            return adrive(wrapped(*args, **kwargs))
+
+        return async_gen_wrapper
