@@ -52,6 +52,8 @@ ExtractLabels = Callable[..., Mapping[str, Any] | None]
 OutcomeLabels = Callable[[Any, BaseException | None], Mapping[str, Any] | None]
 
 _lock = threading.Lock()
+_new = object.__new__
+_set_active = ACTIVE.set
 
 
 class MetricsSource(Protocol):
@@ -280,6 +282,7 @@ class Timed(Aspect):
     _static: dict[str, Any]
     _record: Callable[[Run, float, object, BaseException | None], None]
     _fast: _FastPath | None
+    _extract: bool
 
     def __init__(
         self,
@@ -444,6 +447,7 @@ class Timed(Aspect):
         self._record = record
         # The fast path: instruments only, no hook that can change labels or outcome.
         self._fast = None
+        self._extract = extract_labels is not None
         if record_func is None and extract_labels is None and plain:
             self._fast = _FastPath(self, ok_attrs, counter_add, hist_record, record, clock)
 
@@ -455,7 +459,15 @@ class Timed(Aspect):
     def __enter__(self) -> Run:
         if not self.enabled:
             return _NULL_RUN
-        run: Run = self._begin((), {})
+        if self._extract:
+            run: Run = self._begin((), {})
+            return run
+        run = _new(Run)  # begin() inline: nothing to extract
+        run._timed = self
+        run._extra = run._success = None
+        run._done = run._dirty = False
+        run._token = _set_active(run)
+        run._start = self._clock()
         return run
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:

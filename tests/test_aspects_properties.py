@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import otel_aspects
 from otel_aspects import set_label, timed
 from otel_aspects.decorators import track_duration
 
@@ -184,3 +185,156 @@ def test_labels_never_leak_between_tasks(
             expected.pop("task", None)
         assert got.keys() == expected.keys()
         assert all(got[k] is expected[k] for k in expected)
+
+
+# --------------------------------------------------------------------------- fast path
+
+
+class FakeInstrument:
+    """Counter and histogram at once: keeps (method, amount, attributes)."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float, dict[str, Any]]] = []
+
+    def add(self, amount: float, attributes: Any = None) -> None:
+        self.calls.append(("add", amount, dict(attributes)))
+
+    def record(self, amount: float, attributes: Any = None) -> None:
+        self.calls.append(("record", amount, dict(attributes)))
+
+
+class Tick:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.25
+        return self.now
+
+
+def drive_kind(
+    kind: str, aspect: Any, sets: dict[str, Any], success: bool | None, exc: BaseException | None
+) -> Any:
+    """Call a decorated body of *kind* that sets labels, maybe set_success, maybe raises."""
+
+    def inside() -> None:
+        for key, value in sets.items():
+            set_label(key, value)
+        if success is not None:
+            otel_aspects.set_success(success)
+        if exc is not None:
+            raise exc
+
+    def sync_body() -> int:
+        inside()
+        return 1
+
+    async def coro_body() -> int:
+        inside()
+        return 1
+
+    def gen_body() -> Iterator[int]:
+        yield 1
+        inside()
+        yield 2
+
+    async def agen_body() -> AsyncIterator[int]:
+        yield 1
+        inside()
+        yield 2
+
+    async def consume_agen(agen: Any) -> list[int]:
+        return [x async for x in agen]
+
+    try:
+        if kind == "sync":
+            return aspect(sync_body)()
+        if kind == "coroutine":
+            return anyio.run(aspect(coro_body))
+        if kind == "gen":
+            return list(aspect(gen_body)())
+        if kind == "async_gen":
+            return anyio.run(consume_agen, aspect(agen_body)())
+        if kind == "with":
+            with aspect:
+                return sync_body()
+        if kind == "method":
+
+            class Svc:
+                @aspect
+                def method(self, x: int) -> int:
+                    inside()
+                    return x
+
+            return Svc().method(3)
+    except BaseException as caught:
+        return type(caught)
+    raise AssertionError(kind)
+
+
+@SETTINGS
+@given(
+    kind=st.sampled_from(["sync", "coroutine", "gen", "async_gen", "with", "method"]),
+    static=label_dicts,
+    sets=st.dictionaries(
+        st.one_of(st.text(max_size=8), st.sampled_from(["status", "error_type", "x" * 300])),
+        st.one_of(label_values, st.builds(object), st.text(min_size=257, max_size=300)),
+        max_size=3,
+    ),
+    success=st.sampled_from([None, True, False]),
+    exc=st.sampled_from([None, ValueError("v"), KeyboardInterrupt(), GeneratorExit()]),
+)
+def test_fast_path_records_what_the_general_path_records(
+    kind: str,
+    static: dict[str, Any],
+    sets: dict[str, Any],
+    success: bool | None,
+    exc: BaseException | None,
+) -> None:
+    # Instruments only: the fast wrappers; the same plus a never-true error_if: the general path.
+    fast_inst, general_inst = FakeInstrument(), FakeInstrument()
+    fast = timed(fast_inst, counter=fast_inst, labels=static, clock=Tick())
+    general = timed(
+        general_inst, counter=general_inst, labels=static, clock=Tick(), error_if=lambda r: False
+    )
+    assert fast._fast is not None and general._fast is None
+    assert drive_kind(kind, fast, sets, success, exc) == drive_kind(
+        kind, general, sets, success, exc
+    )
+    assert fast_inst.calls == general_inst.calls
+    assert len(fast_inst.calls) == 2
+
+
+def test_fast_path_success_reuses_prebuilt_attributes() -> None:
+    inst = FakeInstrument()
+    seen: list[int] = []
+    inst.add = lambda amount, attributes=None: seen.append(id(attributes))  # type: ignore[method-assign]
+    f = timed(inst, counter=inst, labels={"a": "b"})(lambda: None)
+    f()
+    f()
+    assert len(seen) == 2 and seen[0] == seen[1]
+
+
+def test_disabled_decorator_is_pass_through_for_every_binding() -> None:
+    t = timed(record_func=lambda d, labels: None)
+    t.enabled = False  # what a capture:false metric gives
+
+    class C:
+        @t
+        def m(self, x: int) -> int:
+            return x
+
+        @t
+        @classmethod
+        def c(cls, x: int) -> int:
+            return x
+
+        @t
+        @staticmethod
+        def s(x: int) -> int:
+            return x
+
+    assert C().m(1) == C.c(2) - 1 == C.s(3) - 2 == 1
+    assert C.m(C(), 4) == 4
