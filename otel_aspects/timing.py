@@ -344,6 +344,7 @@ class Timed(Aspect):
         counter_add = None if cnt is None else cnt.add
         instruments = hist_record is not None or counter_add is not None
         plain = outcome_hook is None and error_if is None
+        labels_only = plain and record_func is None and static_clean
         set_var, reset_var = ACTIVE.set, ACTIVE.reset
         new = object.__new__
 
@@ -364,6 +365,24 @@ class Timed(Aspect):
         def record(run: Run, duration: float, result: object, exc: BaseException | None) -> None:
             # The general path: anything changed labels or outcome.
             extra = run._extra
+            if (
+                labels_only
+                and exc is None
+                and extra is not None
+                and run._success is None
+                and not run._dirty
+            ):
+                # Only clean labels were set, and it succeeded: straight to the instruments.
+                attrs = dict(extra)
+                attrs[STATUS] = SUCCESS
+                try:
+                    if counter_add is not None:
+                        counter_add(1, attrs)
+                    if hist_record is not None:
+                        hist_record(duration, attrs)
+                except Exception as record_exc:
+                    hook_failed(name, "recording", record_exc)
+                return
             labels = dict(static if extra is None else extra)
             dirty = not static_clean or (extra is not None and run._dirty)
             success = True
@@ -681,7 +700,12 @@ class _FastPath:
 
             def drive(gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
                 # As _wrap._gen_wrapper's drive, with the scope switched inline.
-                run = start()
+                run: Run = new(Run)  # start(), inline
+                run._timed = owner
+                run._extra = run._success = None
+                run._done = run._dirty = False
+                run._token = set_var(run)
+                run._start = clock()
                 value: Any = None
                 error: BaseException | None = None
                 while True:
@@ -689,15 +713,15 @@ class _FastPath:
                         item = gen.send(value) if error is None else gen.throw(error)
                     except StopIteration as stop:
                         end = clock()
-                        reset_var(run._token)  # type: ignore[arg-type]
+                        reset_var(run._token)
                         ok(run, end, stop.value)
                         return stop.value
                     except BaseException as exc:
                         end = clock()
-                        reset_var(run._token)  # type: ignore[arg-type]
+                        reset_var(run._token)
                         failed(run, end, exc)
                         raise
-                    reset_var(run._token)  # type: ignore[arg-type]
+                    reset_var(run._token)
                     try:
                         value = yield item
                         error = None
