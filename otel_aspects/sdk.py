@@ -732,7 +732,9 @@ def _resolve_exporters(
                     name,
                     ", ".join(_KNOWN_EXPORTERS),
                 )
-    elif otlp_endpoint:
+    elif otlp_endpoint or _otlp_endpoint_env("METRICS"):
+        # An OTLP destination given by argument or the standard variables means OTLP,
+        # as OpenTelemetry's own default exporter is otlp.
         names = ["otlp"]
     else:
         names = []
@@ -742,6 +744,11 @@ def _resolve_exporters(
         configured = True
     result = tuple(dict.fromkeys(n for n in names if n != "none"))
     return result, not configured
+
+
+def _otlp_endpoint_env(signal: str) -> str:
+    """The OTLP endpoint the standard variables give for *signal*, or ``""``."""
+    return _env(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT") or _env("OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
 def _resolve_endpoints(otlp_endpoint: str | None) -> tuple[str, str]:
@@ -969,9 +976,11 @@ def setup_metrics(
 
     Exporters: ``exporters`` (names or a comma-separated string), else
     ``OTEL_METRICS_EXPORTER`` (``otlp``, ``prometheus``, ``console``, ``none``),
-    else ``otlp`` when *otlp_endpoint* is given; ``OTEL_PROMETHEUS_ENABLED=true``
+    else ``otlp`` when *otlp_endpoint*, ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` or
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` is given; ``OTEL_PROMETHEUS_ENABLED=true``
     adds ``prometheus``.  With nothing configured, an in-memory reader only
-    (:attr:`MetricsSetup.memory_reader`).
+    (:attr:`MetricsSetup.memory_reader`).  ``enable_metrics=False`` installs no
+    metric reader at all.
 
     OTLP/HTTP URL: *otlp_endpoint* (a base URL; ``/v1/metrics`` is appended),
     else ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` as is, else
@@ -987,7 +996,8 @@ def setup_metrics(
     A second call replaces the first: the previous provider is flushed and shut
     down, its Prometheus server closed, and instruments already handed out
     follow the new provider.  *enable_logs* ships Python ``logging`` records over
-    OTLP/HTTP (``/v1/logs``) through a handler on the root logger.
+    OTLP/HTTP (``/v1/logs``) through a handler on the root logger; it needs an OTLP
+    destination (as for metrics) and logs one WARNING instead when there is none.
 
     Example::
 
@@ -1000,6 +1010,15 @@ def setup_metrics(
             _log.info("otel_aspects: OTEL_SDK_DISABLED is set; no SDK installed")
             return MetricsSetup(None, None)
         names, use_memory = _resolve_exporters(exporters, otlp_endpoint)
+        if not enable_metrics:
+            names, use_memory = (), False
+        if enable_logs and not (otlp_endpoint or _otlp_endpoint_env("LOGS") or "otlp" in names):
+            _log.warning(
+                "otel_aspects: setup_metrics(enable_logs=True) but no OTLP destination is "
+                "configured, so logs are not exported; pass otlp_endpoint= or set "
+                "OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT)"
+            )
+            enable_logs = False
         metrics_url, logs_url = _resolve_endpoints(otlp_endpoint)
         host, port = _resolve_prometheus(prometheus_host, prometheus_port)
         has_timeout_env = _env("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT") or _env(

@@ -91,6 +91,35 @@ class TestExporterChoice:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:1/custom")
         assert setup_metrics("svc", exporters="otlp").otlp_endpoint == "http://m:1/custom"
 
+    @pytest.mark.parametrize(
+        "variable", ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]
+    )
+    def test_endpoint_variable_alone_means_otlp(
+        self, monkeypatch: pytest.MonkeyPatch, variable: str
+    ) -> None:
+        """A standard OTLP endpoint variable with no exporter named selects OTLP, not memory."""
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+        setup = setup_metrics("svc")
+        assert setup.exporters == ("otlp",)
+        assert setup.memory_reader is None
+
+    def test_enable_metrics_false_installs_no_reader(self) -> None:
+        """enable_metrics=False means no metric reader at all, not the in-memory default."""
+        setup = setup_metrics("svc", enable_metrics=False)
+        assert setup.readers == ()
+        assert setup.memory_reader is None
+
+    def test_logs_without_otlp_destination_warn_once(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """enable_logs with nowhere to send them says so once, instead of failing exports."""
+        setup = setup_metrics("svc", enable_logs=True)
+        warnings = [r for r in caplog.records if "enable_logs=True" in r.getMessage()]
+        assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+        assert setup.exporters == ("memory",)
+        handlers = [type(h).__name__ for h in logging.getLogger().handlers]
+        assert "LoggingHandler" not in handlers
+
     def test_default_endpoint_is_the_seeds(self) -> None:
         """Without argument or variable the seed's collector address is used."""
         setup = setup_metrics("svc", exporters=["otlp"])
