@@ -8,7 +8,9 @@
 Each service has ``utils/otel_metrics.py`` (its metrics client, built from
 ``config/metrics/<service>.yml``, and its domain recording functions) and
 ``core/telemetry_decorators.py`` (its context managers and decorators, built on
-:func:`otel_aspects.timed`).  ``python -m services.demo`` runs a workload against both.
+:func:`otel_aspects.timed`); the plumbing they share (client building, the
+counter-and-histogram step, the timed context base) is :mod:`services._metrics`.
+``python -m services.demo`` runs a workload against both.
 """
 
 from __future__ import annotations

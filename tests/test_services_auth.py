@@ -232,6 +232,22 @@ class TestOAuth:
             == 2
         )
 
+    async def test_expired_flow_ends_once(self, server: AuthServer, metrics_reader) -> None:  # type: ignore[no-untyped-def]
+        """A flow whose state expires ends failed when the next flow starts; its late
+        callback is an invalid state, not a second flow."""
+        now = [1_000.0]
+        server._clock = lambda: now[0]
+        url = await server.oauth_authorize(server.idp.name)
+        state = server.callback_params(url)["state"]
+        now[0] += server.oauth_state_ttl + 1
+        await server.oauth_authorize(server.idp.name)  # expires the first flow
+        with pytest.raises(AuthError, match="invalid_state"):
+            await server.oauth_callback(server.idp.name, state=state, code="x")
+        failed = histogram_data(
+            metrics_reader, "oauth_flow_duration_seconds", {"status": "failure"}
+        )
+        assert failed is not None and failed.count == 1 and failed.sum > 0
+
     async def test_code_is_single_use(self, server: AuthServer) -> None:
         """A code cannot be exchanged twice."""
         url = await server.oauth_authorize(server.idp.name)

@@ -29,12 +29,14 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import anyio.to_thread
 
+from otel_aspects.timing import Run
 from services._sim import Simulation
 from services.auth_server.core import jwt
 from services.auth_server.core.passwords import hash_password, verify_password
 from services.auth_server.core.telemetry_decorators import (
     AuthRequestContext,
     OAuthCallbackContext,
+    oauth_flow_timer,
     track_oauth_authorization,
     track_outcome,
     track_session_validation,
@@ -100,7 +102,7 @@ class _Session:
 class _PendingOAuth:
     provider: str
     redirect_uri: str
-    started: float  # perf_counter() at the authorization request
+    flow: Run  # oauth_flow_duration_seconds, started at the authorization request
     created_at: float  # wall clock, for expiry
 
 
@@ -197,6 +199,7 @@ class AuthServer:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.metrics = metrics or default_metrics
+        self._oauth_flow = oauth_flow_timer(self.metrics)
         self.sim = simulation or Simulation()
         self._key = secret or secrets.token_bytes(32)
         self.idp = identity_provider or SimulatedIdentityProvider(simulation=self.sim)
@@ -299,29 +302,14 @@ class AuthServer:
     def _issue(self, subject: str, scopes: Sequence[str]) -> TokenPair:
         now = int(self._clock())
         scope = " ".join(scopes)
-        access = jwt.encode(
-            {
-                "sub": subject,
-                "scope": scope,
-                "typ": "access",
-                "iat": now,
-                "exp": now + self.access_ttl,
-                "jti": secrets.token_hex(8),
-            },
-            self._key,
-        )
-        refresh = jwt.encode(
-            {
-                "sub": subject,
-                "scope": scope,
-                "typ": "refresh",
-                "iat": now,
-                "exp": now + self.refresh_ttl,
-                "jti": secrets.token_hex(8),
-            },
-            self._key,
-        )
-        return TokenPair(access, refresh, self.access_ttl)
+
+        def token(typ: str, ttl: int) -> str:
+            jti = secrets.token_hex(8)
+            claims = {"sub": subject, "scope": scope, "typ": typ, "iat": now, "exp": now + ttl}
+            return jwt.encode({**claims, "jti": jti}, self._key)
+
+        access = token("access", self.access_ttl)
+        return TokenPair(access, token("refresh", self.refresh_ttl), self.access_ttl)
 
     @track_token_generation
     async def generate_token(
@@ -419,19 +407,19 @@ class AuthServer:
         Records ``oauth_authorizations_total``; the flow's duration is recorded when it
         ends (callback, or expiry of its state), or now if it cannot start.
         """
-        started = time.perf_counter()
+        flow = self._oauth_flow.start()
         idp = self.providers.get(provider)
         if idp is None:
-            self.metrics.record_oauth_flow(False, time.perf_counter() - started)
+            flow.stop(success=False)
             raise AuthError("unknown_provider")
         self._expire_pending()
         state = secrets.token_urlsafe(24)
         self._pending[state] = _PendingOAuth(
-            provider, redirect_uri or self.callback_url, started, self._clock()
+            provider, redirect_uri or self.callback_url, flow, self._clock()
         )
         while len(self._pending) > self.max_pending_oauth:
             _, dropped = self._pending.popitem(last=False)
-            self.metrics.record_oauth_flow(False, time.perf_counter() - dropped.started)
+            dropped.flow.stop(success=False)
         return idp.authorization_url(idp.client_id, redirect_uri or self.callback_url, state)
 
     async def oauth_callback(
@@ -451,7 +439,7 @@ class AuthServer:
             pending = self._pending.pop(state, None) if isinstance(state, str) else None
             if pending is None:
                 raise AuthError("invalid_state")
-            ctx.set_flow_started(pending.started)
+            ctx.set_flow(pending.flow)
             if pending.provider != provider:
                 raise AuthError("invalid_state")
             if self._clock() - pending.created_at > self.oauth_state_ttl:
@@ -478,7 +466,7 @@ class AuthServer:
             if now - pending.created_at <= self.oauth_state_ttl:
                 break
             del self._pending[state]
-            self.metrics.record_oauth_flow(False, time.perf_counter() - pending.started)
+            pending.flow.stop(success=False)
 
 
 _MECHANISM_BY_SCHEME = {"bearer": "jwt", "apikey": "api_key", "basic": "basic"}

@@ -21,17 +21,18 @@ give each server its own isolated metrics.
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from otel_aspects import timed
 from otel_aspects.timing import Run, Timed
+from services._metrics import Record, TimedContext
 from services.auth_server.utils.otel_metrics import AuthServerMetrics
 
 __all__ = (
     "AuthRequestContext",
     "OAuthCallbackContext",
+    "oauth_flow_timer",
     "track_oauth_authorization",
     "track_outcome",
     "track_session_validation",
@@ -50,35 +51,7 @@ S = TypeVar("S", bound=HasMetrics)
 AsyncMethod = Callable[Concatenate[S, P], Coroutine[Any, Any, R]]
 
 
-class _TimedContext:
-    """An ``async with`` / ``with`` block over one :class:`~otel_aspects.Timed` run."""
-
-    _timed: Timed
-    _run: Run | None = None
-
-    def set_success(self, success: bool) -> None:
-        """Mark the outcome (an exception still wins: it is always a failure)."""
-        if self._run is not None:
-            self._run.set_success(success)
-
-    def __enter__(self) -> Any:
-        self._run = self._timed.__enter__()
-        return self
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
-        self._timed.__exit__(exc_type, exc, tb)
-        return False
-
-    async def __aenter__(self) -> Any:
-        return self.__enter__()
-
-    async def __aexit__(
-        self, exc_type: object, exc: BaseException | None, tb: object
-    ) -> Literal[False]:
-        return self.__exit__(exc_type, exc, tb)
-
-
-class AuthRequestContext(_TimedContext):
+class AuthRequestContext(TimedContext):
     """One authentication attempt: ``auth_requests_total`` and
     ``auth_request_duration_seconds`` by ``mechanism`` and ``status``."""
 
@@ -88,12 +61,11 @@ class AuthRequestContext(_TimedContext):
                 str(labels.get("mechanism", "unknown")), labels["status"], duration
             )
 
-        self._timed = timed(record_func=record, labels={"mechanism": mechanism})
+        super().__init__(record, {"mechanism": mechanism})
 
     def set_mechanism(self, mechanism: str) -> None:
         """The mechanism, once known (bounded to jwt/api_key/basic, else ``unknown``)."""
-        if self._run is not None:
-            self._run.set_label("mechanism", mechanism)
+        self._set("mechanism", mechanism)
 
     def __enter__(self) -> AuthRequestContext:
         super().__enter__()
@@ -103,25 +75,42 @@ class AuthRequestContext(_TimedContext):
         return self.__enter__()
 
 
-class OAuthCallbackContext(_TimedContext):
+#: The label through which the callback hands its status to the flow it ends.
+_FLOW_STATUS = "flow_status"
+
+
+def oauth_flow_timer(metrics: AuthServerMetrics) -> Timed:
+    """``oauth_flow_duration_seconds`` by ``status``, a measurement that spans requests:
+    ``flow = timer.start()`` at the authorization request, then the flow ends once --
+    ``flow.stop(success=False)`` when it cannot start or its state expires, or the end of
+    its callback (:meth:`OAuthCallbackContext.set_flow`), with the callback's status."""
+
+    def record(duration: float, labels: dict[str, Any]) -> None:
+        metrics.record_oauth_flow(labels.get(_FLOW_STATUS, labels["status"]), duration)
+
+    return timed(record_func=record)
+
+
+class OAuthCallbackContext(TimedContext):
     """Step 2 of the OAuth flow: ``oauth_callbacks_total`` by ``status`` and, once the
-    flow's start is known (:meth:`set_flow_started`), ``oauth_flow_duration_seconds``
-    from the authorization request to the end of this callback, with the same status."""
+    flow is known (:meth:`set_flow`), ends that flow (``oauth_flow_duration_seconds``
+    from the authorization request to the end of this callback) with the same status."""
 
     def __init__(self, metrics: AuthServerMetrics) -> None:
-        self._flow_started: float | None = None
+        self._flow: Run | None = None
 
         def record(duration: float, labels: dict[str, Any]) -> None:
             status = labels["status"]
             metrics.record_oauth_callback(status)
-            if self._flow_started is not None:
-                metrics.record_oauth_flow(status, time.perf_counter() - self._flow_started)
+            if self._flow is not None:
+                self._flow.stop(labels={_FLOW_STATUS: status})
 
-        self._timed = timed(record_func=record)
+        super().__init__(record)
 
-    def set_flow_started(self, started: float) -> None:
-        """The ``time.perf_counter()`` value at the flow's authorization request."""
-        self._flow_started = started
+    def set_flow(self, flow: Run) -> None:
+        """The flow's measurement, started by :func:`oauth_flow_timer` at its
+        authorization request."""
+        self._flow = flow
 
     def __enter__(self) -> OAuthCallbackContext:
         super().__enter__()
@@ -132,7 +121,7 @@ class OAuthCallbackContext(_TimedContext):
 
 
 def _measured(
-    make_record: Callable[[AuthServerMetrics], Callable[[float, dict[str, Any]], None]],
+    make_record: Callable[[AuthServerMetrics], Record],
 ) -> Callable[[AsyncMethod[S, P, R]], AsyncMethod[S, P, R]]:
     """A decorator for async methods that times each call into ``make_record(self.metrics)``."""
 
@@ -151,7 +140,7 @@ def track_outcome(recorder: str) -> Callable[[AsyncMethod[S, P, R]], AsyncMethod
     """Count each call of the decorated method by ``status`` with
     ``self.metrics.<recorder>(status)`` (a counter-only domain function)."""
 
-    def make_record(metrics: AuthServerMetrics) -> Callable[[float, dict[str, Any]], None]:
+    def make_record(metrics: AuthServerMetrics) -> Record:
         record_status: Callable[[str], None] = getattr(metrics, recorder)
         return lambda duration, labels: record_status(labels["status"])
 

@@ -32,13 +32,8 @@ from __future__ import annotations
 
 from opentelemetry.metrics import MeterProvider
 
-from otel_aspects.metrics_client import (
-    OTelMetricsClient,
-    create_metrics_client,
-    load_metrics_config,
-)
-from services._config import config_path
 from services._labels import one_of, outcome
+from services._metrics import DomainMetrics, build_client
 
 __all__ = (
     "MECHANISMS",
@@ -64,33 +59,30 @@ SERVICE_NAME = "auth_server"
 MECHANISMS: frozenset[str] = frozenset({"jwt", "api_key", "basic"})
 
 
-class AuthServerMetrics:
+class AuthServerMetrics(DomainMetrics):
     """The auth server's domain recording functions over one metrics client."""
-
-    def __init__(self, client: OTelMetricsClient) -> None:
-        self.client = client
 
     def record_auth_request(
         self, mechanism: str, success: bool | str, duration_seconds: float | None = None
     ) -> None:
         """An authentication attempt (JWT, API key, basic)."""
-        attributes = {"mechanism": one_of(mechanism, MECHANISMS), "status": outcome(success)}
-        self.client.record_counter("auth_requests_total", 1, attributes)
-        if duration_seconds is not None:
-            self.client.record_histogram(
-                "auth_request_duration_seconds", duration_seconds, attributes
-            )
+        self.count_and_time(
+            "auth_requests_total",
+            "auth_request_duration_seconds",
+            {"mechanism": one_of(mechanism, MECHANISMS), "status": outcome(success)},
+            duration_seconds,
+        )
 
     def record_token_generation(
         self, success: bool | str, duration_seconds: float | None = None
     ) -> None:
         """A token (pair) generation."""
-        attributes = {"status": outcome(success)}
-        self.client.record_counter("token_generations_total", 1, attributes)
-        if duration_seconds is not None:
-            self.client.record_histogram(
-                "token_generation_duration_seconds", duration_seconds, attributes
-            )
+        self.count_and_time(
+            "token_generations_total",
+            "token_generation_duration_seconds",
+            {"status": outcome(success)},
+            duration_seconds,
+        )
 
     def record_token_refresh(self, success: bool | str) -> None:
         """A refresh-token exchange."""
@@ -122,19 +114,17 @@ class AuthServerMetrics:
         self, success: bool | str, duration_seconds: float | None = None
     ) -> None:
         """A session validation check."""
-        attributes = {"status": outcome(success)}
-        self.client.record_counter("session_validations_total", 1, attributes)
-        if duration_seconds is not None:
-            self.client.record_histogram(
-                "session_validation_duration_seconds", duration_seconds, attributes
-            )
+        self.count_and_time(
+            "session_validations_total",
+            "session_validation_duration_seconds",
+            {"status": outcome(success)},
+            duration_seconds,
+        )
 
 
 def build_metrics(meter_provider: MeterProvider | None = None) -> AuthServerMetrics:
     """A fresh :class:`AuthServerMetrics` on *meter_provider* (default: the global one)."""
-    config = load_metrics_config(SERVICE_NAME, config_path(SERVICE_NAME))
-    client = create_metrics_client(SERVICE_NAME, config=config, meter_provider=meter_provider)
-    return AuthServerMetrics(client)
+    return AuthServerMetrics(build_client(SERVICE_NAME, meter_provider))
 
 
 #: The production instance, on the global meter provider (a proxy until setup_metrics).

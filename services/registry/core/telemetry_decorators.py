@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from otel_aspects import timed
-from otel_aspects.timing import Run, Timed
 from services._labels import UNKNOWN
+from services._metrics import TimedContext
 from services.registry.utils.otel_metrics import RegistryMetrics
 
 __all__ = (
@@ -45,7 +44,6 @@ __all__ = (
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Record = Callable[[float, dict[str, Any]], None]
 
 
 class HasMetrics(Protocol):
@@ -56,38 +54,13 @@ S = TypeVar("S", bound=HasMetrics)
 AsyncMethod = Callable[Concatenate[S, P], Coroutine[Any, Any, R]]
 
 
-class _MetricsContext:
-    """``with`` / ``async with`` over one :class:`~otel_aspects.Timed` run whose labels
-    start as *labels* and can be changed inside the block."""
+class _ServerContext(TimedContext):
+    """A context whose ``server_name`` label is the registered server the request
+    resolves to, set inside the block."""
 
-    def __init__(self, record: Record, labels: dict[str, str]) -> None:
-        self._timed: Timed = timed(record_func=record, labels=labels)
-        self._run: Run | None = None
-
-    def _set(self, key: str, value: str) -> None:
-        if self._run is not None:
-            self._run.set_label(key, value)
-
-    def set_success(self, success: bool) -> None:
-        """Mark the outcome (an exception still wins: it is always a failure)."""
-        if self._run is not None:
-            self._run.set_success(success)
-
-    def __enter__(self) -> Any:
-        self._run = self._timed.__enter__()
-        return self
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
-        self._timed.__exit__(exc_type, exc, tb)
-        return False
-
-    async def __aenter__(self) -> Any:
-        return self.__enter__()
-
-    async def __aexit__(
-        self, exc_type: object, exc: BaseException | None, tb: object
-    ) -> Literal[False]:
-        return self.__exit__(exc_type, exc, tb)
+    def set_server_name(self, name: str) -> None:
+        """The registered server the request resolved to."""
+        self._set("server_name", name)
 
 
 def _get(labels: dict[str, Any], key: str) -> str:
@@ -95,7 +68,7 @@ def _get(labels: dict[str, Any], key: str) -> str:
     return value if isinstance(value, str) else UNKNOWN
 
 
-class RegistryOperationContext(_MetricsContext):
+class RegistryOperationContext(TimedContext):
     """``registry_operations_total`` / ``registry_operation_duration_seconds``."""
 
     def __init__(self, metrics: RegistryMetrics, operation: str, resource_type: str) -> None:
@@ -107,7 +80,7 @@ class RegistryOperationContext(_MetricsContext):
         super().__init__(record, {"operation": operation, "resource_type": resource_type})
 
 
-class ToolDiscoveryContext(_MetricsContext):
+class ToolDiscoveryContext(TimedContext):
     """``mcp_tool_discovery_total`` / ``mcp_tool_discovery_duration_seconds``.
 
     *source* is ``"search"`` (``tool_name`` is then ``"search"``, never the query) or
@@ -128,7 +101,7 @@ class ToolDiscoveryContext(_MetricsContext):
         self._set("tool_name", name)
 
 
-class ToolExecutionContext(_MetricsContext):
+class ToolExecutionContext(_ServerContext):
     """``mcp_tool_execution_total`` / ``mcp_tool_execution_duration_seconds``."""
 
     def __init__(self, metrics: RegistryMetrics, method: str) -> None:
@@ -143,16 +116,12 @@ class ToolExecutionContext(_MetricsContext):
 
         super().__init__(record, {"tool_name": UNKNOWN, "server_name": UNKNOWN, "method": method})
 
-    def set_server_name(self, name: str) -> None:
-        """The registered server the request resolved to."""
-        self._set("server_name", name)
-
     def set_tool_name(self, name: str) -> None:
         """The registered tool executed."""
         self._set("tool_name", name)
 
 
-class ResourceAccessContext(_MetricsContext):
+class ResourceAccessContext(_ServerContext):
     """``mcp_resource_access_total`` / ``mcp_resource_access_duration_seconds``."""
 
     def __init__(self, metrics: RegistryMetrics) -> None:
@@ -166,16 +135,12 @@ class ResourceAccessContext(_MetricsContext):
 
         super().__init__(record, {"resource_uri": "other", "server_name": UNKNOWN})
 
-    def set_server_name(self, name: str) -> None:
-        """The registered server the request resolved to."""
-        self._set("server_name", name)
-
     def set_resource(self, bounded_uri: str) -> None:
         """The bounded form of the URI (a registered URI or template), never the raw URI."""
         self._set("resource_uri", bounded_uri)
 
 
-class PromptExecutionContext(_MetricsContext):
+class PromptExecutionContext(_ServerContext):
     """``mcp_prompt_execution_total`` / ``mcp_prompt_execution_duration_seconds``."""
 
     def __init__(self, metrics: RegistryMetrics) -> None:
@@ -186,16 +151,12 @@ class PromptExecutionContext(_MetricsContext):
 
         super().__init__(record, {"prompt_name": UNKNOWN, "server_name": UNKNOWN})
 
-    def set_server_name(self, name: str) -> None:
-        """The registered server the request resolved to."""
-        self._set("server_name", name)
-
     def set_prompt_name(self, name: str) -> None:
         """The registered prompt run."""
         self._set("prompt_name", name)
 
 
-class AuthMiddlewareContext(_MetricsContext):
+class AuthMiddlewareContext(TimedContext):
     """``auth_requests_total`` of the registry's auth middleware."""
 
     def __init__(self, metrics: RegistryMetrics, mechanism: str) -> None:

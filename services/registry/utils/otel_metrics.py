@@ -35,13 +35,8 @@ import threading
 
 from opentelemetry.metrics import MeterProvider
 
-from otel_aspects.metrics_client import (
-    OTelMetricsClient,
-    create_metrics_client,
-    load_metrics_config,
-)
-from services._config import config_path
 from services._labels import OTHER, UNKNOWN, one_of, outcome
+from services._metrics import DomainMetrics, build_client
 
 __all__ = (
     "MECHANISMS",
@@ -121,11 +116,8 @@ class BoundedNames:
         return len(self._names)
 
 
-class RegistryMetrics:
+class RegistryMetrics(DomainMetrics):
     """The registry's domain recording functions over one metrics client."""
-
-    def __init__(self, client: OTelMetricsClient) -> None:
-        self.client = client
 
     def record_registry_operation(
         self,
@@ -135,16 +127,16 @@ class RegistryMetrics:
         duration_seconds: float | None = None,
     ) -> None:
         """A CRUD operation on registry resources (servers, tools)."""
-        attributes = {
-            "operation": one_of(operation, OPERATIONS),
-            "resource_type": one_of(resource_type, RESOURCE_TYPES),
-            "status": outcome(success),
-        }
-        self.client.record_counter("registry_operations_total", 1, attributes)
-        if duration_seconds is not None:
-            self.client.record_histogram(
-                "registry_operation_duration_seconds", duration_seconds, attributes
-            )
+        self.count_and_time(
+            "registry_operations_total",
+            "registry_operation_duration_seconds",
+            {
+                "operation": one_of(operation, OPERATIONS),
+                "resource_type": one_of(resource_type, RESOURCE_TYPES),
+                "status": outcome(success),
+            },
+            duration_seconds,
+        )
 
     def record_server_request(self, server_name: str) -> None:
         """A request proxied to an MCP server."""
@@ -161,16 +153,16 @@ class RegistryMetrics:
     ) -> None:
         """A tool discovery: ``source="lookup"`` with the registered tool name (or
         ``"unknown"``), ``source="search"`` with ``tool_name="search"`` (never the query)."""
-        attributes = {
-            "tool_name": _name(tool_name),
-            "source": one_of(source, SOURCES),
-            "status": outcome(success),
-        }
-        self.client.record_counter("mcp_tool_discovery_total", 1, attributes)
-        if duration_seconds is not None:
-            self.client.record_histogram(
-                "mcp_tool_discovery_duration_seconds", duration_seconds, attributes
-            )
+        self.count_and_time(
+            "mcp_tool_discovery_total",
+            "mcp_tool_discovery_duration_seconds",
+            {
+                "tool_name": _name(tool_name),
+                "source": one_of(source, SOURCES),
+                "status": outcome(success),
+            },
+            duration_seconds,
+        )
 
     def record_tool_execution(
         self,
@@ -181,17 +173,17 @@ class RegistryMetrics:
         duration_seconds: float | None = None,
     ) -> None:
         """A tool execution on an MCP server."""
-        attributes = {
-            "tool_name": _name(tool_name),
-            "server_name": _name(server_name),
-            "method": one_of(method, METHODS),
-            "status": outcome(success),
-        }
-        self.client.record_counter("mcp_tool_execution_total", 1, attributes)
-        if duration_seconds is not None:
-            self.client.record_histogram(
-                "mcp_tool_execution_duration_seconds", duration_seconds, attributes
-            )
+        self.count_and_time(
+            "mcp_tool_execution_total",
+            "mcp_tool_execution_duration_seconds",
+            {
+                "tool_name": _name(tool_name),
+                "server_name": _name(server_name),
+                "method": one_of(method, METHODS),
+                "status": outcome(success),
+            },
+            duration_seconds,
+        )
 
     def record_resource_access(
         self,
@@ -202,16 +194,16 @@ class RegistryMetrics:
     ) -> None:
         """A resource read; *resource_uri* is the bounded form (a registered URI or URI
         template of the server, else ``"other"``), never the raw URI."""
-        attributes = {
-            "resource_uri": _resource(resource_uri),
-            "server_name": _name(server_name),
-            "status": outcome(success),
-        }
-        self.client.record_counter("mcp_resource_access_total", 1, attributes)
-        if duration_seconds is not None:
-            self.client.record_histogram(
-                "mcp_resource_access_duration_seconds", duration_seconds, attributes
-            )
+        self.count_and_time(
+            "mcp_resource_access_total",
+            "mcp_resource_access_duration_seconds",
+            {
+                "resource_uri": _resource(resource_uri),
+                "server_name": _name(server_name),
+                "status": outcome(success),
+            },
+            duration_seconds,
+        )
 
     def record_prompt_execution(
         self,
@@ -221,16 +213,16 @@ class RegistryMetrics:
         duration_seconds: float | None = None,
     ) -> None:
         """A prompt execution on an MCP server."""
-        attributes = {
-            "prompt_name": _name(prompt_name),
-            "server_name": _name(server_name),
-            "status": outcome(success),
-        }
-        self.client.record_counter("mcp_prompt_execution_total", 1, attributes)
-        if duration_seconds is not None:
-            self.client.record_histogram(
-                "mcp_prompt_execution_duration_seconds", duration_seconds, attributes
-            )
+        self.count_and_time(
+            "mcp_prompt_execution_total",
+            "mcp_prompt_execution_duration_seconds",
+            {
+                "prompt_name": _name(prompt_name),
+                "server_name": _name(server_name),
+                "status": outcome(success),
+            },
+            duration_seconds,
+        )
 
     def record_auth_request(self, mechanism: str, success: bool | str) -> None:
         """An authentication attempt handled by the registry's middleware."""
@@ -243,9 +235,7 @@ class RegistryMetrics:
 
 def build_metrics(meter_provider: MeterProvider | None = None) -> RegistryMetrics:
     """A fresh :class:`RegistryMetrics` on *meter_provider* (default: the global one)."""
-    config = load_metrics_config(SERVICE_NAME, config_path(SERVICE_NAME))
-    client = create_metrics_client(SERVICE_NAME, config=config, meter_provider=meter_provider)
-    return RegistryMetrics(client)
+    return RegistryMetrics(build_client(SERVICE_NAME, meter_provider))
 
 
 #: The production instance, on the global meter provider (a proxy until setup_metrics).
