@@ -52,6 +52,7 @@ ExtractLabels = Callable[..., Mapping[str, Any] | None]
 OutcomeLabels = Callable[[Any, BaseException | None], Mapping[str, Any] | None]
 
 _lock = threading.Lock()
+_acquire, _release = _lock.acquire, _lock.release
 _new = object.__new__
 _set_active = ACTIVE.set
 
@@ -146,10 +147,13 @@ class Run:
             return
         extra = self._extra
         if extra is None:
-            with _lock:  # a child thread may set the first label concurrently
+            _acquire()  # a child thread may set the first label concurrently
+            try:
                 extra = self._extra
                 if extra is None:
                     extra = self._extra = self._timed._static.copy()
+            finally:
+                _release()
         extra[key] = value
         # Only this value is checked here; anything unusual is cleaned at record time.
         cls = value.__class__

@@ -338,3 +338,27 @@ def test_disabled_decorator_is_pass_through_for_every_binding() -> None:
 
     assert C().m(1) == C.c(2) - 1 == C.s(3) - 2 == 1
     assert C.m(C(), 4) == 4
+
+
+def test_wrapper_class_by_definition_site() -> None:
+    import wrapt
+
+    from otel_aspects._wrap import _PlainFunctionWrapper
+
+    t = timed(FakeInstrument(), counter=FakeInstrument())
+
+    def nested(x: int) -> int:
+        return x
+
+    class C:
+        @t
+        def m(self, x: int) -> int:
+            return x
+
+    plain = t(nested)
+    # A plain function skips wrapt's per-call __self__ lookup; a method keeps wrapt's
+    # own class (its C binding is faster for it).  Both behave the same.
+    assert type(plain) is _PlainFunctionWrapper
+    assert type(C.__dict__["m"]) is wrapt.FunctionWrapper
+    assert plain(1) == C().m(1) == C.m(C(), 1) == 1
+    assert plain.__name__ == "nested" and plain.__wrapped__ is nested
