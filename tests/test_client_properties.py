@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
@@ -67,6 +68,14 @@ def fresh() -> tuple[OTelMetricsClient, InMemoryMetricReader, MeterProvider]:
     return OTelMetricsClient("svc", CONFIG, meter_provider=provider), reader, provider
 
 
+def exact_sum(values: list[Any]) -> float:
+    """The correctly rounded sum (``inf`` when it overflows a float, as the SDK's does)."""
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        return math.inf
+
+
 def is_valid_non_negative(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
@@ -115,15 +124,49 @@ def test_counter_total_is_sum_of_valid_inputs(calls: list[tuple[Any, Any]]) -> N
 
 @SETTINGS
 @given(calls=st.lists(st.tuples(values, attribute_maps), max_size=15))
-def test_histogram_count_is_number_of_valid_inputs(calls: list[tuple[Any, Any]]) -> None:
-    """The histogram count equals the number of finite, non-negative values."""
+def test_histogram_count_and_sum_match_valid_inputs(calls: list[tuple[Any, Any]]) -> None:
+    """The histogram count is the number of finite, non-negative values, and its sum is
+    their sum (a value recorded twice, truncated, or a rejected value recorded anyway
+    changes one or the other)."""
     client, reader, provider = fresh()
     try:
         for value, attributes in calls:
             client.record_histogram("h", value, attributes)
-        expected = sum(1 for v, _ in calls if is_valid_non_negative(v))
+        valid = [v for v, _ in calls if is_valid_non_negative(v)]
         data = histogram_data(reader, "h")
-        assert (data.count if data else 0) == expected
+        assert (data.count if data else 0) == len(valid)
+        assert (data.sum if data else 0.0) == pytest.approx(exact_sum(valid), rel=1e-9)
+    finally:
+        provider.shutdown()
+
+
+#: Interleaved ints and floats, at least one of each: valid ones (int64 ints, finite
+#: non-negative floats) and invalid ones (negative, beyond int64, NaN, infinite).
+valid_ints = st.integers(min_value=0, max_value=2**63 - 1)
+valid_floats = st.floats(min_value=0.0, allow_nan=False, allow_infinity=False)
+mixed_numbers = st.tuples(
+    st.lists(valid_ints | st.integers(max_value=-1) | st.integers(min_value=2**63), min_size=1),
+    st.lists(
+        valid_floats | st.floats(max_value=-(2**-1074)) | st.floats(allow_nan=True), min_size=1
+    ),
+    st.randoms(use_true_random=False),
+).map(lambda t: t[2].sample(t[0] + t[1], len(t[0]) + len(t[1])))
+
+
+@SETTINGS
+@given(numbers=mixed_numbers)
+def test_counter_mixed_ints_and_floats(numbers: list[int | float]) -> None:
+    """Ints and floats added to the same counter (and the same series) in any order:
+    the total is the exact sum of the valid ones, so neither kind is dropped nor
+    truncated (an int-only or float-only path that lost the other kind would fail)."""
+    assert any(type(v) is int for v in numbers) and any(type(v) is float for v in numbers)
+    client, reader, provider = fresh()
+    try:
+        for value in numbers:
+            client.record_counter("c", value, {"k": "v"})
+        valid = [v for v in numbers if is_valid_non_negative(v)]
+        assert counter_value(reader, "c") == pytest.approx(exact_sum(valid), rel=1e-9)
+        assert counter_value(reader, "c", {"k": "v"}) == counter_value(reader, "c")
     finally:
         provider.shutdown()
 

@@ -157,3 +157,57 @@ def test_hostile_input_never_leaks_nor_explodes() -> None:
     assert max(series.values()) < 200, series
     assert len(registry.server_labels) <= 16
     provider.shutdown()
+
+
+def test_max_series_caps_series_with_the_production_sdk(monkeypatch: Any) -> None:
+    """With the SDK built as in production (the services' YAML loaded first, then
+    ``setup_metrics``, whose Views carry ``max_series``), a metric fed more distinct
+    label values than its ``max_series`` keeps at most ``max_series`` + 1 series (the
+    last one the overflow series), and no event is lost: counter total, histogram count
+    and histogram sum are those of everything recorded.
+
+    Fails if ``max_series`` stops reaching the SDK (no View, or a View not matching the
+    service's meter): all ``max_series + 100`` series would then be exported.
+    """
+    import math
+    import os
+
+    import otel_aspects
+    from otel_aspects.config import loaded_configs
+    from otel_aspects.testing import histogram_data, metric_points
+
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    # Production order: importing a service's metrics module loads its YAML, then
+    # the process calls setup_metrics.
+    build_registry_metrics(MeterProvider())
+    build_auth_metrics(MeterProvider())
+    reader = InMemoryMetricReader()
+    try:
+        setup = otel_aspects.setup_metrics("registry", exporters=[], extra_readers=[reader])
+        metrics = build_registry_metrics(setup.meter_provider)
+        config = [c for c in loaded_configs() if c.service_name == "registry"][-1]
+        counter = "mcp_server_requests_total"
+        histogram = "mcp_tool_execution_duration_seconds"
+        cap = config.metrics[counter].max_series
+        assert cap is not None and cap == config.metrics[histogram].max_series
+        n = cap + 100
+        durations = [i / 1000 for i in range(n)]
+        for i, duration in enumerate(durations):
+            # Valid, distinct names: the domain layer lets them through (bounding them
+            # is the registry's BoundedNames), so only max_series can cap them here.
+            metrics.record_server_request(f"srv-{i}")
+            metrics.record_tool_execution(f"tool-{i}", "srv", "execute", True, duration)
+
+        for name in (counter, histogram, "mcp_tool_execution_total"):
+            points = metric_points(reader, name)
+            overflow = [p for p in points if p.attributes.get("otel.metric.overflow")]
+            assert cap <= len(points) <= cap + 1, (name, len(points))
+            assert len(overflow) == 1, name
+        assert sum(p.value for p in metric_points(reader, counter)) == n
+        assert sum(p.value for p in metric_points(reader, "mcp_tool_execution_total")) == n
+        data = histogram_data(reader, histogram)
+        assert data is not None and data.count == n
+        assert math.isclose(data.sum, math.fsum(durations), rel_tol=1e-9)
+    finally:
+        otel_aspects.shutdown_metrics()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import socket
+import subprocess
 import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import metrics
@@ -272,11 +275,139 @@ class TestPrometheus:
         (reader,) = setup.readers
         assert counter_value(reader, "hits_total") == 1
 
+    @pytest.mark.parametrize("occupy", [False, True], ids=["9464-as-found", "9464-held"])
+    def test_enabled_without_host_or_port_is_loopback_9464(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, occupy: bool
+    ) -> None:
+        """OTEL_PROMETHEUS_ENABLED=true alone serves on 127.0.0.1:9464, never 0.0.0.0.
+
+        When 9464 is free, the bound server socket must be 127.0.0.1:9464 and the
+        machine's non-loopback address must be refused.  When it is taken (by another
+        process, or by this test in the "9464-held" case), the single ERROR must name
+        127.0.0.1:9464: a 0.0.0.0 default or another default port would fail either way.
+        """
+        monkeypatch.setenv("OTEL_PROMETHEUS_ENABLED", "true")
+        with contextlib.ExitStack() as stack:
+            if occupy:
+                holder = stack.enter_context(socket.socket())
+                # SO_REUSEADDR as the server's own: a TIME_WAIT left by an earlier
+                # scrape must not keep the holder from binding.
+                holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                with contextlib.suppress(OSError):  # already taken: the same case
+                    holder.bind(("127.0.0.1", 9464))
+                    holder.listen()
+            setup = setup_metrics("svc")
+            assert setup.exporters == ("prometheus",)
+            server = _prometheus_server()
+            if server is not None:
+                assert not occupy
+                assert server.socket.getsockname()[:2] == ("127.0.0.1", 9464)
+                assert setup.prometheus_port == 9464
+                _counter().add(3)
+                body = urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=5).read()
+                assert re.search(rb"hits_total\{[^}]*\} 3\.0", body)
+                for address in _non_loopback_addresses():
+                    with pytest.raises(ConnectionRefusedError):
+                        socket.create_connection((address, 9464), timeout=5).close()
+            else:
+                assert setup.prometheus_port is None
+                errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+                assert len(errors) == 1
+                assert "127.0.0.1:9464" in errors[0].getMessage()
+
+    def test_default_host_refuses_non_loopback_address(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With no host given (port 0, so this runs whatever holds 9464), the endpoint is
+        bound on 127.0.0.1: reachable there, refused on the machine's other address.
+
+        Would fail with a 0.0.0.0 default: the socket name would be 0.0.0.0 and the
+        connection to the non-loopback address would be accepted.
+        """
+        monkeypatch.setenv("OTEL_PROMETHEUS_ENABLED", "true")
+        monkeypatch.setenv("OTEL_PROMETHEUS_PORT", "0")
+        setup = setup_metrics("svc")
+        port = setup.prometheus_port
+        assert port
+        server = _prometheus_server()
+        assert server is not None
+        assert server.socket.getsockname()[:2] == ("127.0.0.1", port)
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        addresses = _non_loopback_addresses()
+        for address in addresses:
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((address, port), timeout=5).close()
+
+    def test_two_workers_with_port_zero_get_different_ports(self) -> None:
+        """Two processes configured alike (OTEL_PROMETHEUS_ENABLED=true,
+        OTEL_PROMETHEUS_PORT=0), alive at the same time, serve on two different ports,
+        each its own values.  If 0 were treated as "unset" (the fixed default port), the
+        second worker would print None (port taken) and this would fail."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env.update(OTEL_PROMETHEUS_ENABLED="true", OTEL_PROMETHEUS_PORT="0")
+        root = Path(__file__).resolve().parent.parent
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _WORKER, str(amount)],
+                cwd=root,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for amount in (1, 2)
+        ]
+        try:
+            lines = [proc.stdout.readline().strip() for proc in procs]  # type: ignore[union-attr]
+            assert all(line.isdigit() and int(line) > 0 for line in lines), lines
+            ports = [int(line) for line in lines]
+            assert ports[0] != ports[1]
+            for amount, port in zip((1, 2), ports, strict=True):
+                url = f"http://127.0.0.1:{port}/metrics"
+                body = urllib.request.urlopen(url, timeout=5).read()
+                assert re.search(rb"worker_total\{[^}]*\} %d\.0" % amount, body)
+        finally:
+            for proc in procs:
+                proc.communicate("\n", timeout=30)
+        assert [proc.returncode for proc in procs] == [0, 0]
+
     def test_missing_package_says_how_to_install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without opentelemetry-exporter-prometheus the error names the extra to install."""
         monkeypatch.setitem(sys.modules, "opentelemetry.exporter.prometheus", None)
         with pytest.raises(ImportError, match=r"otel-aspects\[prometheus\]"):
             setup_metrics("svc", exporters="prometheus", prometheus_port=0)
+
+
+#: A worker: sets up from the environment, records argv[1], prints its Prometheus port,
+#: and keeps serving until a line arrives on stdin.
+_WORKER = """
+import sys
+from opentelemetry import metrics
+from otel_aspects import setup_metrics
+setup = setup_metrics("worker")
+metrics.get_meter("worker").create_counter("worker_total").add(int(sys.argv[1]))
+print(setup.prometheus_port, flush=True)
+sys.stdin.readline()
+"""
+
+
+def _prometheus_server() -> Any:
+    """The Prometheus HTTP server of the active setup, or None when it could not bind."""
+    active = current_setup()
+    assert active is not None and active._installation is not None
+    return active._installation.prometheus_server
+
+
+def _non_loopback_addresses() -> list[str]:
+    """This machine's IPv4 addresses outside 127/8: the host name's address, and the
+    address of the default route (a UDP connect sends nothing)."""
+    found = set()
+    with contextlib.suppress(OSError):
+        found.add(socket.gethostbyname(socket.gethostname()))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe, contextlib.suppress(OSError):
+        probe.connect(("198.51.100.1", 9))
+        found.add(probe.getsockname()[0])
+    return sorted(a for a in found if not a.startswith("127.") and a != "0.0.0.0")
 
 
 def _memory_reader_factory() -> otel_aspects.sdk.MetricReader:
