@@ -9,6 +9,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -357,6 +358,9 @@ class TestPrometheus:
             )
             for amount in (1, 2)
         ]
+        # A worker that hangs before printing must fail the test, not stall the run.
+        watchdog = threading.Timer(30, lambda: [proc.kill() for proc in procs])
+        watchdog.start()
         try:
             lines = [proc.stdout.readline().strip() for proc in procs]  # type: ignore[union-attr]
             assert all(line.isdigit() and int(line) > 0 for line in lines), lines
@@ -367,6 +371,7 @@ class TestPrometheus:
                 body = urllib.request.urlopen(url, timeout=5).read()
                 assert re.search(rb"worker_total\{[^}]*\} %d\.0" % amount, body)
         finally:
+            watchdog.cancel()
             for proc in procs:
                 proc.communicate("\n", timeout=30)
         assert [proc.returncode for proc in procs] == [0, 0]
