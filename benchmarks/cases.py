@@ -6,7 +6,10 @@ differences between cases are the cost of the instrumentation alone.
 
 A case's ``setup`` builds the names its statement uses; it runs once, before the
 warm-up.  ``baseline`` names the bare case of the same form (sync call, coroutine,
-generator, method), against which the case's "x bare" ratio is taken.
+generator, method), against which the case's "x bare" ratio is taken;
+``handwritten`` names the hand-written OpenTelemetry instrumentation of the same form
+(``otel_handwritten`` and its async, generator, method and dynamic-label variants),
+against which its "x hand-written (same form)" ratio is taken.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ BENCH_CONFIG = Path(__file__).with_name("bench_config.yml")
 ATTRS: dict[str, str] = {"route": "/bench", "method": "GET", "status": "success"}
 STATIC_LABELS: dict[str, str] = {"route": "/bench", "method": "GET"}
 
+#: The label only known inside the call, set from nested code: by ``set_label`` in
+#: ``aspects_with_set_label``, returned to the instrumentation in
+#: ``otel_handwritten_dynamic``.  Both then record 4 attributes: ATTRS + this one.
+DYNAMIC_KEY = "server_name"
+DYNAMIC_VALUE = "bench-1"
+
 #: Histogram buckets for every OTel histogram here: otel_aspects' default for
 #: seconds (``DEFAULT_SECONDS_BUCKETS``), repeated so the baselines need no import.
 BUCKETS: tuple[float, ...] = (
@@ -74,6 +83,7 @@ class Case:
     setup: Callable[[], dict[str, Any]]
     kind: str = "sync"  # sync | async
     baseline: str = "bare"
+    handwritten: str = "otel_handwritten"
     notes: tuple[str, ...] = field(default=())
 
 
@@ -173,6 +183,80 @@ def _handwritten() -> dict[str, Any]:
     return {"f": f, "_keep": (provider, reader)}
 
 
+# Hand-written OTel instrumentation of the other forms.  Each is what a careful user
+# would write by hand for that form, and each, like ``otel_handwritten``, puts the
+# instrumentation around one call of the same body (``body``/``abody``/``gbody``), so
+# that it differs from its own bare form by the instrumentation and one call.
+
+
+def _handwritten_setup() -> tuple[Any, Any, dict[str, str], tuple[Any, ...]]:
+    provider, reader = otel_sdk()
+    counter, histogram = handwritten_instruments(provider)
+    return counter.add, histogram.record, dict(ATTRS), (provider, reader)
+
+
+def _handwritten_async() -> dict[str, Any]:
+    add, record, attrs, keep = _handwritten_setup()
+
+    async def f(x: int) -> int:
+        t = perf_counter()
+        try:
+            return await abody(x)
+        finally:
+            add(1, attrs)
+            record(perf_counter() - t, attrs)
+
+    return {"f": f, "_keep": keep}
+
+
+def _handwritten_gen() -> dict[str, Any]:
+    add, record, attrs, keep = _handwritten_setup()
+
+    def g(x: int) -> Iterator[int]:
+        # A generator body starts at the first next(): timed from the first step to
+        # exhaustion (or close), as the otel_aspects generator form is.
+        t = perf_counter()
+        try:
+            yield from gbody(x)
+        finally:
+            add(1, attrs)
+            record(perf_counter() - t, attrs)
+
+    return {"g": g, "_keep": keep}
+
+
+def _handwritten_method() -> dict[str, Any]:
+    add, record, attrs, keep = _handwritten_setup()
+
+    class Service:
+        def method(self, x: int) -> int:
+            t = perf_counter()
+            result = body(x)
+            add(1, attrs)
+            record(perf_counter() - t, attrs)
+            return result
+
+    return {"obj": Service(), "_keep": keep}
+
+
+def _handwritten_dynamic() -> dict[str, Any]:
+    add, record, attrs, keep = _handwritten_setup()
+
+    def nested(x: int) -> tuple[int, str]:
+        # The label value is only known here: handed back to the instrumentation.
+        return x + 1, DYNAMIC_VALUE
+
+    def f(x: int) -> int:
+        t = perf_counter()
+        result, value = nested(x)
+        call_attrs = {**attrs, DYNAMIC_KEY: value}
+        add(1, call_attrs)
+        record(perf_counter() - t, call_attrs)
+        return result
+
+    return {"f": f, "_keep": keep}
+
+
 # --------------------------------------------------------------------------- peers
 
 
@@ -268,10 +352,10 @@ def _aspects_with() -> dict[str, Any]:
 def _aspects_with_set_label() -> dict[str, Any]:
     from otel_aspects.labels import set_label
 
-    t, keep = _timed(labels={"route": "/bench"})
+    t, keep = _timed(labels=STATIC_LABELS)
 
     def nested(x: int) -> int:
-        set_label("method", "GET")
+        set_label(DYNAMIC_KEY, DYNAMIC_VALUE)
         return x + 1
 
     return {"t": t, "f": nested, "_keep": keep}
@@ -358,9 +442,10 @@ def aspect_cases() -> list[Case]:
         Case(
             "aspects_with_set_label",
             "otel_aspects",
-            "the same, 1 static label + `set_label` from nested code",
+            "the same + `set_label(server_name)` from nested code (4 attrs)",
             "with t:\n    f(1)",
             _aspects_with_set_label,
+            handwritten="otel_handwritten_dynamic",
         ),
         Case(
             "aspects_async",
@@ -370,6 +455,7 @@ def aspect_cases() -> list[Case]:
             _aspects_async,
             "async",
             baseline="bare_async",
+            handwritten="otel_handwritten_async",
         ),
         Case(
             "aspects_gen",
@@ -378,6 +464,7 @@ def aspect_cases() -> list[Case]:
             "for _ in g(1): pass",
             _aspects_gen,
             baseline="bare_gen",
+            handwritten="otel_handwritten_gen",
         ),
         Case(
             "aspects_method",
@@ -386,6 +473,7 @@ def aspect_cases() -> list[Case]:
             "obj.method(1)",
             _aspects_method,
             baseline="bare_method",
+            handwritten="otel_handwritten_method",
         ),
         Case(
             "handwritten_noop",
@@ -393,6 +481,7 @@ def aspect_cases() -> list[Case]:
             "hand-written, as otel_handwritten, on no-op instruments",
             "f(1)",
             _handwritten_noop,
+            handwritten="handwritten_noop",
         ),
         Case(
             "aspects_decorator_noop",
@@ -400,6 +489,7 @@ def aspect_cases() -> list[Case]:
             "aspects_decorator on no-op instruments (library cost alone)",
             "f(1)",
             _aspects_decorator_noop,
+            handwritten="handwritten_noop",
         ),
     ]
 
@@ -426,6 +516,14 @@ def baseline_cases() -> list[Case]:
             _handwritten,
         ),
         Case(
+            "otel_handwritten_dynamic",
+            "otel",
+            "the same + 1 label returned by nested code, `{**attrs, server_name: v}` per call",
+            "f(1)",
+            _handwritten_dynamic,
+            handwritten="otel_handwritten_dynamic",
+        ),
+        Case(
             "bare_async",
             "baseline",
             "bare coroutine `await f(1)`",
@@ -433,6 +531,17 @@ def baseline_cases() -> list[Case]:
             _abare,
             "async",
             baseline="bare_async",
+            handwritten="otel_handwritten_async",
+        ),
+        Case(
+            "otel_handwritten_async",
+            "otel",
+            "hand-written OTel in an `async def` around `await f(x)`, try/finally",
+            "await f(1)",
+            _handwritten_async,
+            "async",
+            baseline="bare_async",
+            handwritten="otel_handwritten_async",
         ),
         Case(
             "bare_gen",
@@ -441,6 +550,16 @@ def baseline_cases() -> list[Case]:
             "for _ in g(1): pass",
             _gbare,
             baseline="bare_gen",
+            handwritten="otel_handwritten_gen",
+        ),
+        Case(
+            "otel_handwritten_gen",
+            "otel",
+            "hand-written OTel in a generator: first step to exhaustion, record in finally",
+            "for _ in g(1): pass",
+            _handwritten_gen,
+            baseline="bare_gen",
+            handwritten="otel_handwritten_gen",
         ),
         Case(
             "bare_method",
@@ -449,6 +568,16 @@ def baseline_cases() -> list[Case]:
             "obj.method(1)",
             _mbare,
             baseline="bare_method",
+            handwritten="otel_handwritten_method",
+        ),
+        Case(
+            "otel_handwritten_method",
+            "otel",
+            "hand-written OTel inline in a method, `obj.method(1)`",
+            "obj.method(1)",
+            _handwritten_method,
+            baseline="bare_method",
+            handwritten="otel_handwritten_method",
         ),
     ]
 
@@ -484,6 +613,7 @@ def peer_cases() -> list[Case]:
             _prom_async_time,
             "async",
             baseline="bare_async",
+            handwritten="otel_handwritten_async",
         ),
     ]
 
