@@ -30,7 +30,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import wrapt
 
-__all__ = ("Aspect", "wrap")
+__all__ = ("Aspect", "target_name", "wrap")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -62,6 +62,15 @@ class Aspect:
     def __init__(self) -> None:
         self.enabled = True
         self._suspend = self._resume = _nothing
+
+    def _for_target(self, func: Any) -> Aspect:
+        """The aspect whose hooks run for the calls of *func* (called once, at decoration).
+
+        By default ``self``.  An aspect whose warnings should name the decorated
+        callable returns a copy with hooks built for it (:func:`target_name`),
+        so nothing per call has to look the target up.
+        """
+        return self
 
     def _wrapper_for(self, kind: str) -> Callable[..., Any] | None:
         """A specialised wrapt wrapper for *kind*, or ``None`` for the general one.
@@ -107,6 +116,17 @@ def _nothing(call: Any) -> None:
     return None
 
 
+def target_name(func: Any) -> str:
+    """``module.qualname`` of a decorated callable (through classmethod/staticmethod)."""
+    if isinstance(func, classmethod | staticmethod):
+        func = func.__func__
+    qualname = getattr(func, "__qualname__", None)
+    if not isinstance(qualname, str):  # a callable instance
+        qualname = type(func).__qualname__
+    module = getattr(func, "__module__", None)
+    return f"{module}.{qualname}" if isinstance(module, str) else qualname
+
+
 def _passthrough(wrapped: Callable[..., Any], instance: object, args: Args, kwargs: Kwargs) -> Any:
     return wrapped(*args, **kwargs)
 
@@ -138,6 +158,7 @@ def wrap(aspect: Aspect, func: Any) -> Any:
         # enabled=False (wrapt's public switch): wrapt calls the target directly,
         # bound or not, without calling the wrapper.
         return wrapt.FunctionWrapper(func, _passthrough, enabled=False)
+    aspect = aspect._for_target(func)
     target = _kind_target(func)
     if inspect.isasyncgenfunction(target):
         kind = "async_gen"

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry.metrics import Counter, UpDownCounter
 
 from ._attributes import clean_attributes
-from ._wrap import Args, Aspect, Kwargs
+from ._wrap import Args, Aspect, Kwargs, target_name
 from .labels import ERROR_TYPE, drop_reserved
 from .timing import (
     ExtractLabels,
@@ -33,6 +33,7 @@ from .timing import (
     OutcomeLabels,
     RecordFunc,
     Timed,
+    check_callable,
     hook_failed,
     resolve,
 )
@@ -131,9 +132,20 @@ class ExceptionCounter(Aspect):
         instrument, name = resolve(counter, client, "counter", "counter")
         self.name = str(name)
         self.enabled = instrument is not None
-        static = dict(clean_attributes(drop_reserved(labels or {}), self.name))
-        add = None if instrument is None else instrument.add
-        metric_name = self.name
+        self._classes = classes
+        self._static = dict(clean_attributes(drop_reserved(labels or {}), self.name))
+        self._add = None if instrument is None else instrument.add
+        self._make_hooks(f"count_exceptions block {self.name!r}")
+
+    def _for_target(self, func: Any) -> ExceptionCounter:
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._make_hooks(f"function {target_name(func)!r}")
+        return twin
+
+    def _make_hooks(self, where: str) -> None:
+        classes, static, add = self._classes, self._static, self._add
+        effect = f"This exception was not counted in {self.name!r}"
 
         def begin(args: Args, kwargs: Kwargs) -> None:
             return None
@@ -146,7 +158,7 @@ class ExceptionCounter(Aspect):
                 try:
                     add(1, {**static, ERROR_TYPE: type(exc).__name__})
                 except Exception as record_exc:
-                    hook_failed(metric_name, "recording", record_exc)
+                    hook_failed(where, "recording", record_exc, effect)
 
         self._begin, self._finish, self._fail = begin, finish, fail
 
@@ -179,32 +191,84 @@ class InProgress(Aspect):
         *,
         client: MetricsSource | None = None,
         labels: Mapping[str, Any] | None = None,
+        extract_labels: ExtractLabels | None = None,
     ) -> None:
         super().__init__()
+        check_callable(extract_labels, "extract_labels")
         instrument, name = resolve(up_down_counter, client, "up_down_counter", "up_down_counter")
         self.name = str(name)
         self.enabled = instrument is not None
-        attrs = dict(clean_attributes(labels or {}, self.name))
-        add = None if instrument is None else instrument.add
-        metric_name = self.name
+        self._static = dict(clean_attributes(labels or {}, self.name))
+        self._extract = extract_labels
+        self._add = None if instrument is None else instrument.add
+        self._make_hooks(f"track_inprogress block {self.name!r}")
 
-        def change(delta: int) -> None:
+    def _for_target(self, func: Any) -> InProgress:
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._make_hooks(f"function {target_name(func)!r}")
+        return twin
+
+    def _make_hooks(self, where: str) -> None:
+        static, extract, add, name = self._static, self._extract, self._add, self.name
+        up_lost = (
+            "The +1 for this call was not recorded but its -1 will be, so the "
+            f"in-flight count {name!r} for its labels reads one too low from then on"
+        )
+        down_lost = (
+            f"The -1 for this call was not recorded, so the in-flight count {name!r} "
+            "for its labels stays one too high"
+        )
+
+        def change(delta: int, attrs: dict[str, Any]) -> None:
             if add is not None:
                 try:
                     add(delta, attrs)
                 except Exception as exc:
-                    hook_failed(metric_name, "recording", exc)
+                    if delta > 0:
+                        hook_failed(where, "recording +1", exc, up_lost)
+                    else:
+                        hook_failed(where, "recording -1", exc, down_lost)
 
-        def begin(args: Args, kwargs: Kwargs) -> None:
-            change(1)
+        def begin(args: Args, kwargs: Kwargs) -> dict[str, Any]:
+            # The labels known at start: static, then extract_labels(*args, **kwargs).
+            # finish/fail get this same dict back, so the -1 carries exactly the +1's labels.
+            attrs = static
+            if extract is not None:
+                try:
+                    extracted = extract(*args, **kwargs)
+                    if extracted:
+                        attrs = clean_attributes({**static, **extracted}, name)
+                except Exception as exc:
+                    hook_failed(
+                        where,
+                        "extract_labels",
+                        exc,
+                        "This call's +1 and -1 both carry the static labels only",
+                    )
+            change(1, attrs)
+            return attrs
 
-        def finish(call: None, result: object) -> None:
-            change(-1)
+        def finish(attrs: dict[str, Any], result: object) -> None:
+            change(-1, attrs)
 
-        def fail(call: None, exc: BaseException) -> None:
-            change(-1)
+        def fail(attrs: dict[str, Any], exc: BaseException) -> None:
+            change(-1, attrs)
 
         self._begin, self._finish, self._fail = begin, finish, fail
+        self._change = change
+
+    # A block has no arguments to extract labels from: its +1 and -1 carry the static labels.
+
+    def __enter__(self) -> InProgress:
+        if self.enabled:
+            self._change(1, self._static)
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        if self.enabled:
+            self._change(-1, self._static)
+        return False
 
 
 def track_inprogress(
@@ -212,14 +276,22 @@ def track_inprogress(
     *,
     client: MetricsSource | None = None,
     labels: Mapping[str, Any] | None = None,
+    extract_labels: ExtractLabels | None = None,
 ) -> InProgress:
-    """+1 when a call starts, -1 when it ends (any outcome), with the same static labels.
+    """+1 when a call starts, -1 when it ends (any outcome), with the labels known at start.
 
-    A generator is in flight from its first step to its end or close.
+    Those labels are the static *labels*, then ``extract_labels(*args, **kwargs)``
+    called once at the start with exactly the decorated callable's own arguments
+    (as :func:`track_duration`'s; for a method without ``self``/``cls``).  The -1
+    carries exactly the labels of the +1, whatever the outcome.  A raising
+    *extract_labels* is logged once per cause; that call then uses the static
+    labels for both.  In a ``with`` block (no arguments) only static labels are
+    used.  A generator is in flight from its first step to its end or close.
 
-    >>> @track_inprogress("requests_in_flight", client=metrics)    # doctest: +SKIP
+    >>> @track_inprogress("requests_in_flight", client=metrics,    # doctest: +SKIP
+    ...                   extract_labels=lambda request: {"route": request.route})
     ... async def handle(request): ...
     >>> async with track_inprogress("jobs_in_flight", client=metrics):  # doctest: +SKIP
     ...     await job()
     """
-    return InProgress(up_down_counter, client=client, labels=labels)
+    return InProgress(up_down_counter, client=client, labels=labels, extract_labels=extract_labels)

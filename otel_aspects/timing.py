@@ -29,7 +29,7 @@ from opentelemetry.metrics import Counter, Histogram, UpDownCounter
 
 from ._attributes import MAX_VALUE_LENGTH, clean_attributes
 from ._warn import warn_once
-from ._wrap import Args, Aspect, Kwargs
+from ._wrap import Args, Aspect, Kwargs, target_name
 from .labels import (
     ACTIVE,
     FAILURE,
@@ -95,17 +95,35 @@ def check_callable(value: object, role: str) -> None:
         raise TypeError(f"otel_aspects: {role}= must be callable or None, got {value!r}")
 
 
-def hook_failed(name: str, role: str, exc: Exception) -> None:
-    """One WARNING per (metric, hook, exception class); never raises."""
+#: What to do about a failing hook, by role.
+_FIX = {
+    "extract_labels": "Fix extract_labels: it is called with exactly the decorated callable's "
+    "own arguments (for a method without self/cls; with none in a `with` block)",
+    "record_func": "Fix record_func: it is called as record_func(duration_seconds, labels)",
+    "outcome_labels": "Fix outcome_labels: it is called as outcome_labels(result, exc)",
+    "error_if": "Fix error_if: it is called as error_if(result)",
+}
+_FIX_RECORDING = "Check the OpenTelemetry instrument that raised, or the meter provider behind it"
+
+
+def hook_failed(where: str, role: str, exc: Exception, effect: str) -> None:
+    """One WARNING per (decorated target or block, hook, exception class); never raises.
+
+    *where* names the decorated callable (``function 'mod.f'``) or the block
+    (``timed block 'request_duration_seconds'``); *effect* says what became of
+    this call's measurement.  Both are built once, when the hooks are built.
+    """
     warn_once(
         logger,
-        ("hook", name, role, type(exc).__name__),
-        "otel_aspects: %s of %r raised %s: %s; the call's result is untouched, "
-        "the measurement is recorded without what it would have added",
+        ("hook", where, role, type(exc).__name__),
+        "otel_aspects: %s of %s raised %s: %s. %s; the call's own result or exception is "
+        "untouched. %s. (Logged once per cause.)",
         role,
-        name,
+        where,
         type(exc).__name__,
         exc,
+        effect,
+        _FIX.get(role, _FIX_RECORDING),
     )
 
 
@@ -287,6 +305,15 @@ class Timed(Aspect):
     _record: Callable[[Run, float, object, BaseException | None], None]
     _fast: _FastPath | None
     _extract: bool
+    #: What the hooks are built from (again per decorated target, see ``_for_target``).
+    _parts: tuple[
+        Histogram | None,
+        Counter | None,
+        RecordFunc | None,
+        ExtractLabels | None,
+        OutcomeLabels | None,
+        Callable[[Any], object] | None,
+    ]
 
     def __init__(
         self,
@@ -323,20 +350,22 @@ class Timed(Aspect):
         self.name: str = str(name)
         static = drop_reserved(labels or {})
         self._static = static
-        self._clock = clock_ = clock or perf_counter
+        self._clock = clock or perf_counter
         self.enabled = hist is not None or cnt is not None or record_func is not None
-        self._make_hooks(hist, cnt, record_func, extract_labels, outcome_labels, error_if, clock_)
+        self._parts = (hist, cnt, record_func, extract_labels, outcome_labels, error_if)
+        self._make_hooks(f"timed block {self.name!r}")
 
-    def _make_hooks(
-        self,
-        hist: Histogram | None,
-        cnt: Counter | None,
-        record_func: RecordFunc | None,
-        extract_labels: ExtractLabels | None,
-        outcome_hook: OutcomeLabels | None,
-        error_if: Callable[[Any], object] | None,
-        clock: Callable[[], float],
-    ) -> None:
+    def _for_target(self, func: Any) -> Timed:
+        # The same aspect with hooks whose warnings name *func* (built once, here).
+        twin = _new(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._make_hooks(f"function {target_name(func)!r}")
+        return twin
+
+    def _make_hooks(self, where: str) -> None:
+        """Build the per-call hooks; their warnings say they come from *where*."""
+        hist, cnt, record_func, extract_labels, outcome_hook, error_if = self._parts
+        clock = self._clock
         name = self.name
         static = self._static
         cleaned = clean_attributes(static, name)
@@ -351,6 +380,32 @@ class Timed(Aspect):
         labels_only = plain and record_func is None and static_clean
         set_var, reset_var = ACTIVE.set, ACTIVE.reset
         new = object.__new__
+        targets = " and ".join(
+            f"{kind} {getattr(inst, 'name', kind)!r}"
+            for kind, inst in (("counter", cnt), ("histogram", hist))
+            if inst is not None
+        )
+        lost = (
+            "This call is missing from the instrument that raised and from any after it "
+            "(the counter is recorded before the histogram)"
+            + ("; record_func still received it" if record_func is not None else "")
+        )
+        effects = {
+            "recording": lost,
+            "record_func": (
+                f"record_func did not record this call; the {targets} did record it"
+                if instruments
+                else "Nothing was recorded for this call"
+            ),
+            "extract_labels": "This call is recorded without the extracted labels "
+            "(static labels, set_label values and the outcome are kept)",
+            "outcome_labels": "This call is recorded without outcome_labels' labels",
+            "error_if": "This call's status ignores error_if: failure only if it raised or "
+            "set_success(False) was called",
+        }
+
+        def failed_hook(role: str, exc: Exception) -> None:
+            hook_failed(where, role, exc, effects[role])
 
         def emit(duration: float, attrs: dict[str, Any], labels: dict[str, Any]) -> None:
             try:
@@ -359,12 +414,12 @@ class Timed(Aspect):
                 if hist_record is not None:
                     hist_record(duration, attrs)
             except Exception as exc:
-                hook_failed(name, "recording", exc)
+                failed_hook("recording", exc)
             if record_func is not None:
                 try:
                     record_func(duration, labels)
                 except Exception as exc:
-                    hook_failed(name, "record_func", exc)
+                    failed_hook("record_func", exc)
 
         def record(run: Run, duration: float, result: object, exc: BaseException | None) -> None:
             # The general path: anything changed labels or outcome.
@@ -385,7 +440,7 @@ class Timed(Aspect):
                     if hist_record is not None:
                         hist_record(duration, attrs)
                 except Exception as record_exc:
-                    hook_failed(name, "recording", record_exc)
+                    failed_hook("recording", record_exc)
                 return
             labels = dict(static if extra is None else extra)
             dirty = not static_clean or (extra is not None and run._dirty)
@@ -394,7 +449,7 @@ class Timed(Aspect):
                 try:
                     success = not error_if(result)
                 except Exception as hook_exc:
-                    hook_failed(name, "error_if", hook_exc)
+                    failed_hook("error_if", hook_exc)
             if run._success is not None:
                 success = run._success
             if outcome_hook is not None:
@@ -404,7 +459,7 @@ class Timed(Aspect):
                         labels.update(drop_reserved(more))
                         dirty = True
                 except Exception as hook_exc:
-                    hook_failed(name, "outcome_labels", hook_exc)
+                    failed_hook("outcome_labels", hook_exc)
             if exc is None:
                 labels[STATUS] = SUCCESS if success else FAILURE
             else:
@@ -426,7 +481,7 @@ class Timed(Aspect):
                         run._extra = {**static, **drop_reserved(extracted)}
                         run._dirty = True
                 except Exception as exc:
-                    hook_failed(name, "extract_labels", exc)
+                    failed_hook("extract_labels", exc)
             run._token = set_var(run)
             run._start = clock()
             return run
@@ -447,7 +502,7 @@ class Timed(Aspect):
                     if hist_record is not None:
                         hist_record(end - run._start, ok_attrs)
                 except Exception as exc:
-                    hook_failed(name, "recording", exc)
+                    failed_hook("recording", exc)
             else:
                 record(run, end - run._start, result, None)
 
@@ -472,7 +527,9 @@ class Timed(Aspect):
         self._fast = None
         self._extract = extract_labels is not None
         if record_func is None and extract_labels is None and plain:
-            self._fast = _FastPath(self, ok_attrs, counter_add, hist_record, record, clock)
+            self._fast = _FastPath(
+                self, ok_attrs, counter_add, hist_record, record, clock, failed_hook
+            )
 
     # ------------------------------------------------------------------ with / async with
 
@@ -567,7 +624,7 @@ class _FastPath:
     ``tests/test_aspects_properties.py`` checks the two paths record the same data.
     """
 
-    __slots__ = ("attrs", "clock", "counter_add", "hist_record", "owner", "record")
+    __slots__ = ("attrs", "clock", "counter_add", "failed_hook", "hist_record", "owner", "record")
 
     def __init__(
         self,
@@ -577,8 +634,10 @@ class _FastPath:
         hist_record: Callable[..., None] | None,
         record: Callable[[Run, float, object, BaseException | None], None],
         clock: Callable[[], float],
+        failed_hook: Callable[[str, Exception], None],
     ) -> None:
         self.owner = owner
+        self.failed_hook = failed_hook
         self.attrs = attrs
         self.counter_add = counter_add
         self.hist_record = hist_record
@@ -589,7 +648,7 @@ class _FastPath:
         """The wrapt wrapper for *kind* (``sync``, ``coroutine``, ``gen``, ``async_gen``)."""
         owner, ok_attrs, record, clock = self.owner, self.attrs, self.record, self.clock
         counter_add, hist_record = self.counter_add, self.hist_record
-        name = owner.name
+        failed_hook = self.failed_hook
         set_var, reset_var = ACTIVE.set, ACTIVE.reset
         new = object.__new__
 
@@ -613,7 +672,7 @@ class _FastPath:
                     if hist_record is not None:
                         hist_record(end - run._start, ok_attrs)
                 except Exception as exc:
-                    hook_failed(name, "recording", exc)
+                    failed_hook("recording", exc)
             else:
                 record(run, end - run._start, result, None)
 
@@ -654,7 +713,7 @@ class _FastPath:
                         if hist_record is not None:
                             hist_record(end - begun, ok_attrs)
                     except Exception as exc:
-                        hook_failed(name, "recording", exc)
+                        failed_hook("recording", exc)
                 else:
                     record(run, end - begun, result, None)
                 return result
@@ -693,7 +752,7 @@ class _FastPath:
                         if hist_record is not None:
                             hist_record(end - begun, ok_attrs)
                     except Exception as exc:
-                        hook_failed(name, "recording", exc)
+                        failed_hook("recording", exc)
                 else:
                     record(run, end - begun, result, None)
                 return result

@@ -310,8 +310,57 @@ class TestFailingHooks:
         assert [f(i) for i in range(5)] == [0, 2, 4, 6, 8]
         with pytest.raises(ZeroDivisionError), timed(record_func=broken):
             1 / 0  # noqa: B018
-        msgs = [r for r in warnings_log.records if "record_func" in r.getMessage()]
-        assert len(msgs) == 1 and msgs[0].levelno == logging.WARNING
+        msgs = [r.getMessage() for r in warnings_log.records if "record_func" in r.getMessage()]
+        assert all(r.levelno == logging.WARNING for r in warnings_log.records)
+        # One per cause: the decorated function, and the block (named after its target).
+        assert len(msgs) == 2
+        assert "function 'test_timing." in msgs[0] and ".<locals>.f'" in msgs[0]
+        assert "timed block '" in msgs[1] and "broken'" in msgs[1]
+        for msg in msgs:
+            assert "Nothing was recorded for this call" in msg
+            assert "recorded without" not in msg
+            assert "record_func(duration_seconds, labels)" in msg
+
+    def test_shared_record_func_warns_once_per_decorated_function(
+        self, warnings_log: pytest.LogCaptureFixture
+    ) -> None:
+        """Two functions sharing a failing record_func each get their own warning, naming them."""
+
+        def broken(duration: float, labels: dict[str, Any]) -> None:
+            raise RuntimeError("exporter down")
+
+        aspect = timed(record_func=broken)
+
+        @aspect
+        def first() -> int:
+            return 1
+
+        @aspect
+        def second() -> int:
+            return 2
+
+        assert [first(), second(), first(), second()] == [1, 2, 1, 2]
+        msgs = [r.getMessage() for r in warnings_log.records]
+        assert len(msgs) == 2
+        assert ".first'" in msgs[0] and ".second'" in msgs[1]
+
+    def test_record_func_failure_with_instruments_says_they_recorded(
+        self, warnings_log: pytest.LogCaptureFixture
+    ) -> None:
+        """With instruments beside record_func, the warning says the instruments still recorded."""
+        hist = FakeHistogram()
+
+        def broken(duration: float, labels: dict[str, Any]) -> None:
+            raise RuntimeError("exporter down")
+
+        @timed(hist, record_func=broken)
+        def f() -> int:
+            return 1
+
+        assert f() == 1
+        assert len(hist.values) == 1
+        (msg,) = [r.getMessage() for r in warnings_log.records]
+        assert "record_func did not record this call; the histogram 'h' did record it" in msg
 
     def test_raising_outcome_hooks_never_reach_caller(
         self, rec: Recorder, warnings_log: pytest.LogCaptureFixture
@@ -329,6 +378,18 @@ class TestFailingHooks:
         assert f() == "ok"
         assert rec.labels == [{"status": "success"}] * 2
         assert len([r for r in warnings_log.records if "LookupError" in r.getMessage()]) == 2
+
+
+class FakeHistogram:
+    """An OTel-like histogram keeping what it was given."""
+
+    name = "h"
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def record(self, amount: float, attributes: Any = None) -> None:
+        self.values.append(amount)
 
 
 class TestConstruction:
