@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -12,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import otel_aspects
-from otel_aspects import set_label, timed
+from otel_aspects import current_labels, set_label, timed
+from otel_aspects._warn import reset_warned
+from otel_aspects.config import MetricsConfig, MetricSpec
 from otel_aspects.decorators import track_duration
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -35,6 +38,16 @@ label_values = st.one_of(
     st.text(max_size=30), st.integers(), st.floats(allow_nan=True), st.booleans(), st.none()
 )
 label_dicts = st.dictionaries(st.text(min_size=1, max_size=8), label_values, max_size=4)
+#: The kinds of callable, each async one on both anyio backends.
+RUNS = [
+    pytest.param("sync", None, id="sync"),
+    pytest.param("generator", None, id="generator"),
+    pytest.param("coroutine", "asyncio", id="coroutine-asyncio"),
+    pytest.param("coroutine", "trio", id="coroutine-trio"),
+    pytest.param("async_generator", "asyncio", id="async_generator-asyncio"),
+    pytest.param("async_generator", "trio", id="async_generator-trio"),
+]
+backends = st.sampled_from(["asyncio", "trio"])
 
 
 class Recorder:
@@ -45,8 +58,13 @@ class Recorder:
         self.calls.append((duration, labels))
 
 
-def run_kind(kind: str, outcome: Any, raise_it: bool, aspect: Any) -> tuple[Any, Any]:
-    """Run the same body plain and decorated; return (plain outcome, decorated outcome)."""
+def run_kind(
+    kind: str, outcome: Any, raise_it: bool, aspect: Any, backend: str | None = None
+) -> tuple[Any, Any]:
+    """Run the same body plain and decorated; return (plain outcome, decorated outcome).
+
+    Coroutines and async generators run in ``anyio.run`` on *backend*.
+    """
 
     def sync_body() -> Any:
         if raise_it:
@@ -69,7 +87,7 @@ def run_kind(kind: str, outcome: Any, raise_it: bool, aspect: Any) -> tuple[Any,
             if kind == "sync":
                 return "value", f()
             if kind == "coroutine":
-                return "value", anyio.run(f)
+                return "value", anyio.run(f, backend=backend)
             if kind == "generator":
                 g = f()
                 next(g)
@@ -83,7 +101,7 @@ def run_kind(kind: str, outcome: Any, raise_it: bool, aspect: Any) -> tuple[Any,
                 items = [item async for item in f()]
                 return items[0]
 
-            return "value", anyio.run(drain)
+            return "value", anyio.run(drain, backend=backend)
         except Exception as exc:
             return "raised", exc
 
@@ -91,18 +109,19 @@ def run_kind(kind: str, outcome: Any, raise_it: bool, aspect: Any) -> tuple[Any,
     return call(body), call(aspect(body))
 
 
-@pytest.mark.parametrize("kind", ["sync", "coroutine", "generator", "async_generator"])
+@pytest.mark.parametrize(("kind", "backend"), RUNS)
 @SETTINGS
 @given(outcome=st.one_of(values, exceptions), labels=label_dicts)
 def test_decorated_is_transparent_and_records_once(
-    kind: str, outcome: Any, labels: dict[str, Any]
+    kind: str, backend: str | None, outcome: Any, labels: dict[str, Any]
 ) -> None:
     """Same value / same exception object as undecorated; exactly one finite, >= 0 record."""
     raise_it = isinstance(outcome, BaseException)
     if raise_it and kind == "async_generator" and isinstance(outcome, StopIteration):
         outcome = ValueError("a StopIteration cannot leave an async generator")
     rec = Recorder()
-    plain, decorated = run_kind(kind, outcome, raise_it, timed(record_func=rec, labels=labels))
+    aspect = timed(record_func=rec, labels=labels)
+    plain, decorated = run_kind(kind, outcome, raise_it, aspect, backend)
     assert plain[0] == decorated[0]
     if (raise_it and not (kind != "sync" and isinstance(outcome, StopIteration))) or not raise_it:
         assert decorated[1] is outcome
@@ -115,46 +134,128 @@ def test_decorated_is_transparent_and_records_once(
             assert recorded[key] is value
 
 
+class LogList(logging.Handler):
+    """Keeps the otel_aspects WARNINGs (caplog is function-scoped: not for Hypothesis)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.parametrize(("kind", "backend"), RUNS)
 @SETTINGS
 @given(outcome=st.one_of(values, exceptions), where=st.sampled_from(["record", "extract", "both"]))
-def test_raising_hooks_never_propagate(outcome: Any, where: str) -> None:
-    """A record target or label extractor that raises never changes the call's outcome."""
+def test_raising_hooks_never_propagate(
+    kind: str, backend: str | None, outcome: Any, where: str
+) -> None:
+    """A raising record target or label extractor never changes the call's outcome.
+
+    Over two calls: the record target is still called exactly once per call,
+    and each broken hook logs exactly one WARNING (one cause each).
+    """
+    raise_it = isinstance(outcome, BaseException)
+    if raise_it and kind != "sync" and isinstance(outcome, StopIteration):
+        outcome = ValueError("a StopIteration cannot leave a generator or a coroutine unchanged")
+    record_calls: list[dict[str, Any]] = []
 
     def bad_record(duration: float, labels: dict[str, Any]) -> None:
+        record_calls.append(labels)
         raise RuntimeError("record broken")
+
+    def good_record(duration: float, labels: dict[str, Any]) -> None:
+        record_calls.append(labels)
 
     def bad_extract(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise TypeError("extract broken")
 
-    rec = Recorder()
-    aspect = track_duration(
-        bad_record if where != "extract" else rec,
-        extract_labels=bad_extract if where != "record" else None,
+    reset_warned()
+    log = LogList()
+    logger = logging.getLogger("otel_aspects")
+    logger.addHandler(log)
+    try:
+        aspect = track_duration(
+            bad_record if where != "extract" else good_record,
+            extract_labels=bad_extract if where != "record" else None,
+        )
+        for _ in range(2):
+            plain, decorated = run_kind(kind, outcome, raise_it, aspect, backend)
+            assert plain[0] == decorated[0]
+            assert decorated[1] is outcome
+    finally:
+        logger.removeHandler(log)
+    status = "failure" if raise_it else "success"
+    assert [labels["status"] for labels in record_calls] == [status, status]
+    assert all(set(labels) <= {"status", "error_type"} for labels in record_calls)
+    broken = {"record": ["record_func"], "extract": ["extract_labels"]}.get(
+        where, ["extract_labels", "record_func"]
     )
-    raise_it = isinstance(outcome, BaseException)
-    plain, decorated = run_kind("sync", outcome, raise_it, aspect)
-    assert plain[0] == decorated[0]
-    assert decorated[1] is outcome
+    assert len(log.messages) == len(broken), log.messages
+    for role in broken:
+        (message,) = [m for m in log.messages if m.startswith(f"otel_aspects: {role} of ")]
+        assert "function 'test_aspects_properties.run_kind.<locals>." in message
 
 
 @SETTINGS
-@given(durations=st.lists(st.floats(min_value=0, max_value=1e6), min_size=1, max_size=5))
-def test_fake_clock_durations_are_exact(durations: list[float]) -> None:
-    """With an injected clock, each block records exactly its length."""
-    now = [0.0]
+@given(
+    start=st.integers(0, 2**30),
+    ticks=st.lists(st.integers(min_value=0, max_value=2**30), min_size=1, max_size=5),
+)
+def test_fake_clock_durations_are_exact(start: int, ticks: list[int]) -> None:
+    """With an injected clock, each block records exactly its length.
+
+    Times are multiples of 1/1024 s below ~2**21 s: exact binary fractions, so
+    every clock reading and every difference is exact and equality is the property.
+    """
+    durations = [t / 1024 for t in ticks]
+    now = [start / 1024]
     rec = Recorder()
     t = timed(record_func=rec, clock=lambda: now[0])
     for d in durations:
         with t:
             now[0] += d
-    recorded = [duration for duration, _ in rec.calls]
-    starts = [sum(durations[:i]) for i in range(len(durations))]
-    assert recorded == [(s + d) - s for s, d in zip(starts, durations, strict=True)]
+        now[0] += 0.5  # time between blocks is not recorded
+    assert [duration for duration, _ in rec.calls] == durations
+
+
+@SETTINGS
+@given(
+    start=st.floats(min_value=0, max_value=1e6),
+    durations=st.lists(st.floats(min_value=0, max_value=1e6), min_size=1, max_size=5),
+)
+def test_fake_clock_durations_match_arbitrary_floats(start: float, durations: list[float]) -> None:
+    """With any float clock, each recorded duration is its block's length, to float precision."""
+    now = [start]
+    rec = Recorder()
+    t = timed(record_func=rec, clock=lambda: now[0])
+    for d in durations:
+        with t:
+            now[0] += d
+    # Readings near 6e6 are exact to ~1e-9 s: that is the only slack allowed.
+    for (recorded, _), d in zip(rec.calls, durations, strict=True):
+        assert math.isclose(recorded, d, rel_tol=0, abs_tol=4 * math.ulp(start + sum(durations)))
+
+
+#: Keys the leak test must not generate: the reserved outcome labels and its own "task".
+LEAK_TEST_KEYS = frozenset({"status", "error_type", "task"})
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @SETTINGS
-@given(per_task=st.lists(label_dicts, min_size=1, max_size=6), delays=st.randoms())
+@given(
+    per_task=st.lists(
+        st.dictionaries(
+            st.text(min_size=1, max_size=8).filter(lambda k: k not in LEAK_TEST_KEYS),
+            label_values,
+            max_size=4,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    delays=st.randoms(),
+)
 def test_labels_never_leak_between_tasks(
     backend: str, per_task: list[dict[str, Any]], delays: Any
 ) -> None:
@@ -175,16 +276,12 @@ def test_labels_never_leak_between_tasks(
 
     anyio.run(main, backend=backend)
     assert len(rec.calls) == len(per_task)
+    assert sorted(recorded["task"] for _, recorded in rec.calls) == list(range(len(per_task)))
     for _, recorded in rec.calls:
-        i = recorded["task"]
-        expected = {
-            k: v for k, v in per_task[i].items() if k not in ("status", "error_type", "task")
-        }
-        got = {k: v for k, v in recorded.items() if k not in ("status", "task")}
-        if "task" in per_task[i]:
-            expected.pop("task", None)
-        assert got.keys() == expected.keys()
-        assert all(got[k] is expected[k] for k in expected)
+        own = per_task[recorded["task"]]
+        assert recorded.keys() == {*own, "task", "status"}
+        assert recorded["status"] == "success"
+        assert all(recorded[k] is own[k] for k in own)
 
 
 # --------------------------------------------------------------------------- fast path
@@ -215,9 +312,17 @@ class Tick:
 
 
 def drive_kind(
-    kind: str, aspect: Any, sets: dict[str, Any], success: bool | None, exc: BaseException | None
+    kind: str,
+    aspect: Any,
+    sets: dict[str, Any],
+    success: bool | None,
+    exc: BaseException | None,
+    backend: str = "asyncio",
 ) -> Any:
-    """Call a decorated body of *kind* that sets labels, maybe set_success, maybe raises."""
+    """Call a decorated body of *kind* that sets labels, maybe set_success, maybe raises.
+
+    Coroutines and async generators run in ``anyio.run`` on *backend*.
+    """
 
     def inside() -> None:
         for key, value in sets.items():
@@ -252,11 +357,11 @@ def drive_kind(
         if kind == "sync":
             return aspect(sync_body)()
         if kind == "coroutine":
-            return anyio.run(aspect(coro_body))
+            return anyio.run(aspect(coro_body), backend=backend)
         if kind == "gen":
             return list(aspect(gen_body)())
         if kind == "async_gen":
-            return anyio.run(consume_agen, aspect(agen_body)())
+            return anyio.run(consume_agen, aspect(agen_body)(), backend=backend)
         if kind == "with":
             with aspect:
                 return sync_body()
@@ -285,6 +390,7 @@ def drive_kind(
     ),
     success=st.sampled_from([None, True, False]),
     exc=st.sampled_from([None, ValueError("v"), KeyboardInterrupt(), GeneratorExit()]),
+    backend=backends,
 )
 def test_fast_path_records_what_the_general_path_records(
     kind: str,
@@ -292,6 +398,7 @@ def test_fast_path_records_what_the_general_path_records(
     sets: dict[str, Any],
     success: bool | None,
     exc: BaseException | None,
+    backend: str,
 ) -> None:
     # Instruments only: the fast wrappers; the same plus a never-true error_if: the general path.
     fast_inst, general_inst = FakeInstrument(), FakeInstrument()
@@ -300,44 +407,108 @@ def test_fast_path_records_what_the_general_path_records(
         general_inst, counter=general_inst, labels=static, clock=Tick(), error_if=lambda r: False
     )
     assert fast._fast is not None and general._fast is None
-    assert drive_kind(kind, fast, sets, success, exc) == drive_kind(
-        kind, general, sets, success, exc
+    assert drive_kind(kind, fast, sets, success, exc, backend) == drive_kind(
+        kind, general, sets, success, exc, backend
     )
     assert fast_inst.calls == general_inst.calls
     assert len(fast_inst.calls) == 2
 
 
 def test_fast_path_success_reuses_prebuilt_attributes() -> None:
+    """On success the fast path hands the instruments one pre-built dict, not one per call."""
     inst = FakeInstrument()
-    seen: list[int] = []
-    inst.add = lambda amount, attributes=None: seen.append(id(attributes))  # type: ignore[method-assign]
+    passed: list[tuple[str, Any]] = []  # the attribute objects themselves: all stay alive
+    inst.add = lambda amount, attributes=None: passed.append(("add", attributes))  # type: ignore[method-assign]
+    inst.record = lambda amount, attributes=None: passed.append(("record", attributes))  # type: ignore[method-assign]
     f = timed(inst, counter=inst, labels={"a": "b"})(lambda: None)
-    f()
-    f()
-    assert len(seen) == 2 and seen[0] == seen[1]
+    for _ in range(3):
+        f()
+    assert [kind for kind, _ in passed] == ["add", "record"] * 3
+    first = passed[0][1]
+    assert first == {"a": "b", "status": "success"}
+    assert all(attributes is first for _, attributes in passed)
 
 
-def test_disabled_decorator_is_pass_through_for_every_binding() -> None:
-    t = timed(record_func=lambda d, labels: None)
-    t.enabled = False  # what a capture:false metric gives
+DISABLED = MetricsConfig(
+    "svc",
+    {
+        "off_seconds": MetricSpec("histogram", "off_seconds", capture=False),
+        "off_total": MetricSpec("counter", "off_total", capture=False),
+    },
+)
+
+
+def test_disabled_decorator_is_pass_through_for_every_binding(
+    metrics_client_factory: Any, metrics_reader: Any
+) -> None:
+    """capture:false metrics: every binding calls the target directly and nothing is recorded."""
+    client = metrics_client_factory("svc", DISABLED)
+    clock_reads: list[None] = []
+
+    def clock() -> float:
+        clock_reads.append(None)
+        return 0.0
+
+    t = timed("off_seconds", counter="off_total", client=client, clock=clock)
+    assert not t.enabled
+    scopes: list[object] = []
+
+    def plain(x: int) -> int:
+        scopes.append(current_labels())
+        return x
 
     class C:
         @t
         def m(self, x: int) -> int:
+            scopes.append(current_labels())
             return x
 
         @t
         @classmethod
         def c(cls, x: int) -> int:
+            scopes.append(current_labels())
             return x
 
         @t
         @staticmethod
         def s(x: int) -> int:
+            scopes.append(current_labels())
             return x
 
-    assert C().m(1) == C.c(2) - 1 == C.s(3) - 2 == 1
-    assert C.m(C(), 4) == 4
+    f = t(plain)
+    assert f.__wrapped__ is plain
+    assert [f(0), C().m(1), C.c(2), C.s(3), C.m(C(), 4)] == [0, 1, 2, 3, 4]
+    assert scopes == [None] * 5  # no scope was opened around any call
+    assert clock_reads == []  # nothing was timed
+    data = metrics_reader.get_metrics_data()
+    points = (
+        []
+        if data is None
+        else [
+            point
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            for point in m.data.data_points
+        ]
+    )
+    assert points == []
+
+
+def test_disabled_record_target_is_never_called() -> None:
+    """A Timed switched off (as capture:false does) never calls its record target."""
+    rec = Recorder()
+    t = timed(record_func=rec)
+    t.enabled = False
+
+    @t
+    def f(x: int) -> int:
+        return x
+
+    assert f(1) == 1
+    with t as run:
+        run.set_label("k", "v")
+    assert rec.calls == []
 
 
 def test_wrapper_class_by_definition_site() -> None:

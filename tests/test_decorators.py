@@ -63,6 +63,15 @@ class TickClock:
 # ------------------------------------------------------------------ every kind x placement
 
 KINDS = ("sync", "coroutine", "generator", "async_generator")
+#: (kind, anyio backend): the async kinds run on both backends, the sync ones need none.
+RUNS = [
+    pytest.param("sync", None, id="sync"),
+    pytest.param("generator", None, id="generator"),
+    pytest.param("coroutine", "asyncio", id="coroutine-asyncio"),
+    pytest.param("coroutine", "trio", id="coroutine-trio"),
+    pytest.param("async_generator", "asyncio", id="async_generator-asyncio"),
+    pytest.param("async_generator", "trio", id="async_generator-trio"),
+]
 PLACEMENTS = (
     "function",
     "method",
@@ -89,7 +98,7 @@ def _body(kind: str) -> Callable[..., Any]:
 
         async def coro_fn(x: Any) -> Any:
             """Doc of the target."""
-            await asyncio.sleep(0)
+            await anyio.sleep(0)
             set_label("inner", x)
             if x == "boom":
                 raise ValueError(x)
@@ -112,7 +121,7 @@ def _body(kind: str) -> Callable[..., Any]:
         """Doc of the target."""
         set_label("inner", x)
         yield x
-        await asyncio.sleep(0)
+        await anyio.sleep(0)
         if x == "boom":
             raise ValueError(x)
         yield x
@@ -166,25 +175,31 @@ def build(kind: str, placement: str, aspect: Any) -> Callable[..., Any]:
     return type("C", (), {"f": classmethod(aspect(method))}).f  # type: ignore[no-any-return]
 
 
-def consume(kind: str, func: Callable[..., Any], x: Any) -> Any:
-    """Call *func* with x to the end, returning its result (a list of items for generators)."""
+def consume(kind: str, func: Callable[..., Any], x: Any, backend: str | None = None) -> Any:
+    """Call *func* with x to the end, returning its result (a list of items for generators).
+
+    Coroutines and async generators run in ``anyio.run`` on *backend*.
+    """
     if kind == "sync":
         return func(x)
     if kind == "generator":
         return list(func(x))
+    assert backend is not None, "an async kind needs a backend"
     if kind == "coroutine":
-        return asyncio.run(func(x))
+        return anyio.run(func, x, backend=backend)
 
     async def drain() -> list[Any]:
         return [item async for item in func(x)]
 
-    return asyncio.run(drain())
+    return anyio.run(drain, backend=backend)
 
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
-@pytest.mark.parametrize("kind", KINDS)
 class TestEveryKind:
-    def test_result_labels_and_extract_labels_args(self, kind: str, placement: str) -> None:
+    @pytest.mark.parametrize(("kind", "backend"), RUNS)
+    def test_result_labels_and_extract_labels_args(
+        self, kind: str, backend: str | None, placement: str
+    ) -> None:
         """One record per call, labels from extract_labels (own args, no self/cls) and set_label."""
         rec = Recorder()
         seen_args: list[tuple[Any, ...]] = []
@@ -195,18 +210,22 @@ class TestEveryKind:
 
         f = build(kind, placement, track_duration(rec, extract_labels=extract))
         expected = "v" if kind in ("sync", "coroutine") else ["v", "v"]
-        assert consume(kind, f, "v") == expected
+        assert consume(kind, f, "v", backend) == expected
         assert seen_args == [("v",)]
         assert rec.labels == [{"arg": "v", "inner": "v", "status": "success"}]
 
-    def test_failure_recorded_and_exception_unchanged(self, kind: str, placement: str) -> None:
+    @pytest.mark.parametrize(("kind", "backend"), RUNS)
+    def test_failure_recorded_and_exception_unchanged(
+        self, kind: str, backend: str | None, placement: str
+    ) -> None:
         """A raising call records failure + error_type and raises the same exception."""
         rec = Recorder()
         f = build(kind, placement, timed(record_func=rec))
         with pytest.raises(ValueError, match="boom"):
-            consume(kind, f, "boom")
+            consume(kind, f, "boom", backend)
         assert rec.labels == [{"inner": "boom", "status": "failure", "error_type": "ValueError"}]
 
+    @pytest.mark.parametrize("kind", KINDS)
     def test_metadata_and_kind_preserved(self, kind: str, placement: str) -> None:
         """Name, docstring, signature and the four inspect predicates survive decoration."""
         body = _body(kind)
@@ -493,25 +512,33 @@ class TestSeedAndPitfalls:
             {"operation": "fetch", "status": "success"},
         ]
 
-    def test_seed_request_metrics_context_pattern(self) -> None:
+    @pytest.mark.anyio
+    async def test_seed_request_metrics_context_pattern(self) -> None:
         """The seed's RequestMetricsContext built on timed: labels resolved inside the block."""
-        recorded: list[tuple[str, str, bool, float]] = []
+        recorded: list[tuple[str, str, bool, float, str]] = []
 
-        def record_request(endpoint: str, method: str, success: bool, duration: float) -> None:
-            recorded.append((endpoint, method, success, duration))
+        def record_request(
+            endpoint: str, method: str, success: bool, duration: float, server_name: str
+        ) -> None:
+            recorded.append((endpoint, method, success, duration, server_name))
 
         def record(duration: float, labels: dict[str, Any]) -> None:
             record_request(
-                labels["endpoint"], labels["method"], labels["status"] == "success", duration
+                labels["endpoint"],
+                labels["method"],
+                labels["status"] == "success",
+                duration,
+                labels["server_name"],
             )
 
         async def proxy_request() -> None:
             async with timed(record_func=record, labels={"endpoint": "/proxy", "method": "GET"}):
-                await asyncio.sleep(0)
+                await anyio.sleep(0)
                 set_label("server_name", "s1")
 
-        asyncio.run(proxy_request())
-        assert [r[:3] for r in recorded] == [("/proxy", "GET", True)]
+        await proxy_request()
+        assert [(r[:3], r[4]) for r in recorded] == [(("/proxy", "GET", True), "s1")]
+        assert recorded[0][3] >= 0
 
 
 # ------------------------------------------------------------------ other aspects
@@ -534,66 +561,179 @@ def client(metrics_client_factory: Any) -> OTelMetricsClient:
     return c
 
 
-@pytest.mark.parametrize("kind", KINDS)
+def _probing(kind: str, probe: Callable[[Any], None]) -> Callable[..., Any]:
+    """A function of *kind* taking (x) that calls probe(x) first, then runs _body(kind)."""
+    body = _body(kind)
+    if kind == "sync":
+
+        def sync_target(x: Any) -> Any:
+            probe(x)
+            return body(x)
+
+        return sync_target
+    if kind == "coroutine":
+
+        async def coro_target(x: Any) -> Any:
+            probe(x)
+            return await body(x)
+
+        return coro_target
+    if kind == "generator":
+
+        def gen_target(x: Any) -> Iterator[Any]:
+            probe(x)
+            return (yield from body(x))
+
+        return gen_target
+
+    async def agen_target(x: Any) -> AsyncIterator[Any]:
+        probe(x)
+        async for item in body(x):
+            yield item
+
+    return agen_target
+
+
+@pytest.mark.parametrize(("kind", "backend"), RUNS)
 class TestOtherAspects:
-    def test_counted_by_outcome(self, kind: str, client: Any, metrics_reader: Any) -> None:
+    def test_counted_by_outcome(
+        self, kind: str, backend: str | None, client: Any, metrics_reader: Any
+    ) -> None:
         """counted counts calls by status for every kind of callable."""
         f = counted("calls_total", client=client, labels={"k": kind})(_body(kind))
-        consume(kind, f, "a")
+        consume(kind, f, "a", backend)
         with pytest.raises(ValueError):
-            consume(kind, f, "boom")
+            consume(kind, f, "boom", backend)
         base = {"k": kind, "inner": "a", "status": "success"}
         assert counter_value(metrics_reader, "calls_total", base) == 1
         bad = {"k": kind, "inner": "boom", "status": "failure", "error_type": "ValueError"}
         assert counter_value(metrics_reader, "calls_total", bad) == 1
 
-    def test_count_exceptions(self, kind: str, client: Any, metrics_reader: Any) -> None:
+    def test_count_exceptions(
+        self, kind: str, backend: str | None, client: Any, metrics_reader: Any
+    ) -> None:
         """count_exceptions counts matching exceptions only, by error_type, re-raising them."""
         f = count_exceptions("errors_total", client=client, exceptions=ValueError)(_body(kind))
-        consume(kind, f, "a")
+        consume(kind, f, "a", backend)
         with pytest.raises(ValueError):
-            consume(kind, f, "boom")
+            consume(kind, f, "boom", backend)
         assert counter_value(metrics_reader, "errors_total") == 1
         assert counter_value(metrics_reader, "errors_total", {"error_type": "ValueError"}) == 1
 
-    def test_track_inprogress(self, kind: str, client: Any, metrics_reader: Any) -> None:
+    def test_track_inprogress(
+        self, kind: str, backend: str | None, client: Any, metrics_reader: Any
+    ) -> None:
         """In flight is 1 while the call runs and back to 0 after success or failure."""
         seen: list[float] = []
 
-        def probe() -> None:
+        def probe(x: Any) -> None:
             seen.append(counter_value(metrics_reader, "inflight", {"k": "v"}))
 
-        aspect = track_inprogress("inflight", client=client, labels={"k": "v"})
-        body = _body(kind)
-
-        if kind == "sync":
-
-            def target(x: Any) -> Any:
-                probe()
-                return body(x)
-        elif kind == "coroutine":
-
-            async def target(x: Any) -> Any:
-                probe()
-                return await body(x)
-        elif kind == "generator":
-
-            def target(x: Any) -> Iterator[Any]:
-                probe()
-                return (yield from body(x))
-        else:
-
-            async def target(x: Any) -> AsyncIterator[Any]:
-                probe()
-                async for item in body(x):
-                    yield item
-
-        f = aspect(target)
-        consume(kind, f, "a")
+        f = track_inprogress("inflight", client=client, labels={"k": "v"})(_probing(kind, probe))
+        consume(kind, f, "a", backend)
         with pytest.raises(ValueError):
-            consume(kind, f, "boom")
+            consume(kind, f, "boom", backend)
         assert seen == [1, 1]
         assert counter_value(metrics_reader, "inflight", {"k": "v"}) == 0
+
+    def test_track_inprogress_extract_labels(
+        self, kind: str, backend: str | None, client: Any, metrics_reader: Any
+    ) -> None:
+        """extract_labels (the call's own arguments) labels the +1 and the -1 of each call."""
+        seen: list[tuple[float, float]] = []
+        extracted: list[tuple[Any, ...]] = []
+
+        def extract(x: Any) -> dict[str, Any]:
+            extracted.append((x,))
+            return {"arg": x}
+
+        def probe(x: Any) -> None:
+            mine = counter_value(metrics_reader, "inflight", {"k": "v", "arg": x})
+            seen.append((mine, counter_value(metrics_reader, "inflight", {"k": "v"})))
+
+        aspect = track_inprogress(
+            "inflight", client=client, labels={"k": "v"}, extract_labels=extract
+        )
+        f = aspect(_probing(kind, probe))
+        consume(kind, f, "a", backend)
+        with pytest.raises(ValueError):
+            consume(kind, f, "boom", backend)
+        assert extracted == [("a",), ("boom",)]
+        assert seen == [(1, 0), (1, 0)]  # in flight under its own labels, not the static ones
+        for x in ("a", "boom"):
+            assert counter_value(metrics_reader, "inflight", {"k": "v", "arg": x}) == 0
+        assert counter_value(metrics_reader, "inflight") == 0
+
+
+class FakeUpDown:
+    """An OTel-like up-down counter keeping (delta, the attributes object itself)."""
+
+    name = "fake_inflight"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, Any]] = []
+
+    def add(self, amount: int, attributes: Any = None) -> None:
+        self.calls.append((amount, attributes))
+
+
+class TestTrackInprogressLabels:
+    @pytest.mark.parametrize("raises", [False, True])
+    def test_minus_one_uses_exactly_the_plus_one_labels(self, raises: bool) -> None:
+        """Labels are read at start: the -1 gets the +1's own attributes even if args change."""
+        inst = FakeUpDown()
+        request = SimpleNamespace(route="/a")
+
+        @track_inprogress(
+            inst, labels={"svc": "x"}, extract_labels=lambda req: {"route": req.route}
+        )
+        def handle(req: Any) -> str:
+            req.route = "/changed-during-the-call"
+            if raises:
+                raise KeyError("k")
+            return "ok"
+
+        if raises:
+            with pytest.raises(KeyError):
+                handle(request)
+        else:
+            assert handle(request) == "ok"
+        (up, up_attrs), (down, down_attrs) = inst.calls
+        assert (up, down) == (1, -1)
+        assert down_attrs is up_attrs
+        assert up_attrs == {"svc": "x", "route": "/a"}
+
+    def test_raising_extract_labels_uses_static_labels_for_both(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A failing extract_labels: static labels both ways, one WARNING naming the function."""
+        inst = FakeUpDown()
+
+        @track_inprogress(inst, labels={"svc": "x"}, extract_labels=lambda req: {"r": req.route})
+        def handle(req: Any) -> int:
+            return 1
+
+        assert handle(1) == 1 and handle(2) == 1
+        assert inst.calls == [(1, {"svc": "x"}), (-1, {"svc": "x"})] * 2
+        warns = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warns) == 1
+        assert "extract_labels of function" in warns[0] and ".handle'" in warns[0]
+        assert "+1 and -1 both carry the static labels only" in warns[0]
+
+    def test_block_uses_static_labels(self) -> None:
+        """`with` has no arguments: extract_labels is not called, static labels both ways."""
+        inst = FakeUpDown()
+        calls: list[Any] = []
+        aspect = track_inprogress(inst, labels={"svc": "x"}, extract_labels=calls.append)
+        with aspect:
+            pass
+        assert calls == []
+        assert inst.calls == [(1, {"svc": "x"}), (-1, {"svc": "x"})]
+
+    def test_extract_labels_must_be_callable(self) -> None:
+        """A non-callable extract_labels fails at decoration time."""
+        with pytest.raises(TypeError, match="extract_labels="):
+            track_inprogress(FakeUpDown(), extract_labels="route")  # type: ignore[arg-type]
 
 
 class TestOtherAspectsBlocks:

@@ -44,6 +44,11 @@ async def stream(n: int) -> AsyncIterator[str]:
     yield str(n)
 
 
+@track_inprogress("inflight", client=None, extract_labels=lambda route: {"route": route})
+def serve(route: str) -> int:
+    return len(route)
+
+
 class Service:
     @timed(record_func=record)
     def method(self, x: str) -> str:
@@ -101,4 +106,8 @@ async def uses() -> None:
     set_label("k", 1)
     set_success(True)
     timed(record_func=record, labels=3)  # type: ignore[arg-type]
+    served: int = serve("/a")
+    serve(1)  # type: ignore[arg-type]
+    track_inprogress("inflight", client=None, extract_labels=3)  # type: ignore[arg-type]
+    print(served)
     ctx.set_success()  # type: ignore[call-arg]
