@@ -207,7 +207,15 @@ class _PlainFunctionWrapper(wrapt.FunctionWrapper[..., Any]):
         self._self_call = functools.partial(wrapper, wrapped, None)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._self_call(args, kwargs)
+        return _call_of(self)(args, kwargs)
+
+
+#: ``_call_of(w)`` is ``w._self_call``, read through the slot descriptor: ~40 ns
+#: less than attribute access on a wrapt proxy, whose C ``getattro`` is not
+#: specialised by the interpreter.
+_call_of: Callable[[_PlainFunctionWrapper], Callable[[Args, Kwargs], Any]] = (
+    _PlainFunctionWrapper.__dict__["_self_call"].__get__
+)
 
 
 def _sync_wrapper(aspect: Aspect) -> Callable[..., Any]:

@@ -533,3 +533,112 @@ def test_wrapper_class_by_definition_site() -> None:
     assert type(C.__dict__["m"]) is wrapt.FunctionWrapper
     assert plain(1) == C().m(1) == C.m(C(), 1) == 1
     assert plain.__name__ == "nested" and plain.__wrapped__ is nested
+
+
+def _echo_returning_none() -> Iterator[int]:
+    received: list[Any] = []
+    set_label("first", 1)
+    while True:
+        try:
+            value = yield len(received)
+        except KeyError as exc:
+            value = f"caught {exc.args[0]}"
+        set_label("step", len(received))
+        if value == "stop":
+            return
+        received.append(value)
+
+
+def _echo_returning_value() -> Iterator[int]:
+    received: list[Any] = []
+    set_label("first", 1)
+    while True:
+        try:
+            value = yield len(received)
+        except KeyError as exc:
+            value = f"caught {exc.args[0]}"
+        set_label("step", len(received))
+        if value == "stop":
+            return received  # type: ignore[return-value]
+        received.append(value)
+
+
+def _gen_script(gen: Any, script: str) -> list[Any]:
+    """Drive *gen* by *script*; what the consumer sees, step by step (scope included)."""
+    seen: list[Any] = []
+    steps = {
+        "next": lambda: next(gen),
+        "send_a": lambda: gen.send("a"),
+        "send_none": lambda: gen.send(None),
+        "throw_key": lambda: gen.throw(KeyError("k")),
+        "throw_os": lambda: gen.throw(OSError("o")),
+        "stop": lambda: gen.send("stop"),
+        "close": gen.close,
+    }
+    for name in script.split():
+        try:
+            seen.append((name, steps[name]()))
+        except StopIteration as stop:
+            seen.append((name, "StopIteration", stop.value))
+        except BaseException as exc:
+            seen.append((name, type(exc).__name__))
+        seen.append(("consumer scope", current_labels()))
+    return seen
+
+
+@pytest.mark.parametrize("body", [_echo_returning_none, _echo_returning_value])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "next send_a next send_none throw_key stop",
+        "next send_a close close",
+        "close next",
+        "next throw_os next",
+        "throw_key",
+        "next stop next",
+    ],
+)
+def test_fast_generator_protocol_matches_general_path(body: Any, script: str) -> None:
+    """send/throw/close, the return value and the scope: the fast generator wrapper
+    (next(gen, _END) steps when the body provably returns only None, send() otherwise)
+    behaves and records exactly as the general one, the consumer never in its scope."""
+    fast_inst, general_inst = FakeInstrument(), FakeInstrument()
+    fast = timed(fast_inst, counter=fast_inst, labels={"s": 1}, clock=Tick())
+    general = timed(
+        general_inst, counter=general_inst, labels={"s": 1}, clock=Tick(), error_if=lambda r: False
+    )
+    with timed(record_func=lambda d, labels: None, labels={"consumer": 1}):
+        fast_seen = _gen_script(fast(body)(), script)
+        general_seen = _gen_script(general(body)(), script)
+    assert fast_seen == general_seen
+    assert all(step[1] == {"consumer": 1} for step in fast_seen if step[0] == "consumer scope")
+    assert fast_inst.calls == general_inst.calls
+    assert len(fast_inst.calls) == (0 if script.startswith(("close", "throw")) else 2)
+
+
+def test_returns_only_none_is_conservative() -> None:
+    """Only a generator function whose every return is `return None` takes next() steps."""
+    import functools
+
+    from otel_aspects.timing import _returns_only_none
+
+    def maybe(flag: bool) -> Iterator[int]:
+        yield 1
+        return None if flag else flag  # type: ignore[return-value]
+
+    def early(flag: bool) -> Iterator[int]:
+        if flag:
+            return
+        yield 1
+
+    class Callable_:
+        def __call__(self) -> Iterator[int]:
+            yield 1
+
+    assert _returns_only_none(_echo_returning_none)
+    assert _returns_only_none(early)
+    assert _returns_only_none(Callable_())
+    assert _returns_only_none(staticmethod(early))
+    assert not _returns_only_none(_echo_returning_value)
+    assert not _returns_only_none(maybe)
+    assert not _returns_only_none(functools.partial(early, True))
