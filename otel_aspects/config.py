@@ -31,7 +31,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -172,12 +172,20 @@ class MetricsConfig:
 
 _loaded_lock = threading.Lock()
 _loaded: list[MetricsConfig] = []
+#: Called with each newly remembered config (``sdk`` warns about configs loaded too late).
+_listeners: list[Callable[[MetricsConfig], None]] = []
 
 
 def _remember(config: MetricsConfig) -> None:
     with _loaded_lock:
-        if not any(c is config for c in _loaded):
-            _loaded.append(config)
+        if any(c is config for c in _loaded):
+            return
+        _loaded.append(config)
+    for listener in _listeners:
+        try:
+            listener(config)
+        except Exception:  # a listener must never break config loading
+            logger.debug("config listener %r failed", listener, exc_info=True)
 
 
 def loaded_configs() -> tuple[MetricsConfig, ...]:

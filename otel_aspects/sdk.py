@@ -69,6 +69,10 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.util.types import Attributes
 
+from . import config as config_module
+from ._warn import warn_once
+from .config import MetricsConfig
+
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import LoggerProvider
 
@@ -780,16 +784,35 @@ def _resolve_prometheus(host: str | None, port: int | None) -> tuple[str, int]:
     return host, port
 
 
+def _config_after_setup(config: MetricsConfig) -> None:
+    """Warn once when a config whose ``max_series`` needs a View arrives after setup."""
+    setup = _state.current
+    if setup is None or not setup.active:
+        return
+    capped = [s.name for s in config.metrics.values() if s.capture and s.max_series is not None]
+    if capped:
+        warn_once(
+            _log,
+            ("config-after-setup", config.service_name),
+            "otel_aspects: the metrics config of %r was loaded after setup_metrics, so its "
+            "max_series limits (%s) are not applied (buckets are). Load the config or create "
+            "the client before calling setup_metrics, or call setup_metrics again.",
+            config.service_name,
+            ", ".join(capped),
+        )
+
+
+config_module._listeners.append(_config_after_setup)
+
+
 def _views() -> list[View]:
     """One View per configured metric that has ``max_series`` or ``buckets``.
 
     A single View per instrument: two matching Views would make two streams.
     Each View matches the instrument name within its service's meter only.
     """
-    from .config import loaded_configs
-
     views: dict[tuple[str, str], View] = {}
-    for config in loaded_configs():
+    for config in config_module.loaded_configs():
         for spec in config.metrics.values():
             buckets = spec.buckets if spec.kind == "histogram" else None
             if spec.max_series is None and buckets is None:

@@ -199,6 +199,35 @@ class TestViews:
         assert not [p for p in points if p.attributes.get("otel.metric.overflow")]
 
 
+class TestConfigAfterSetup:
+    def test_late_config_with_max_series_warns_once(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A config loaded after setup cannot get its View: one WARNING says so and how to fix."""
+        path = tmp_path / "late.yml"
+        path.write_text("service_name: late\ncounters:\n  - name: late_total\n    max_series: 5\n")
+        setup_metrics("svc")
+        load_metrics_config("late", path)
+        load_metrics_config("late", path)  # a second load of the same service: no new line
+        lines = [r for r in caplog.records if "loaded after setup_metrics" in r.getMessage()]
+        assert len(lines) == 1
+        assert lines[0].levelno == logging.WARNING
+        assert "late_total" in lines[0].getMessage()
+
+    def test_config_before_setup_or_without_max_series_is_quiet(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Loaded before setup, or with nothing a View must apply, nothing is logged."""
+        early = tmp_path / "early.yml"
+        early.write_text("service_name: early\ncounters:\n  - name: e_total\n    max_series: 5\n")
+        plain = tmp_path / "plain.yml"
+        plain.write_text("service_name: plain\ncounters:\n  - name: p_total\n")
+        load_metrics_config("early", early)
+        setup_metrics("svc")
+        load_metrics_config("plain", plain)
+        assert not [r for r in caplog.records if "loaded after setup_metrics" in r.getMessage()]
+
+
 class TestRepeatedSetup:
     def test_second_setup_replaces_first(self) -> None:
         """A second call replaces the provider; instruments obtained before keep working."""
