@@ -48,6 +48,37 @@ def _labels(reader: Any, name: str) -> list[dict[str, Any]]:
 
 
 class TestCatalogue:
+    async def test_concurrent_delete_and_register_of_one_name(
+        self, registry: Registry, metrics_reader
+    ) -> None:  # type: ignore[no-untyped-def]
+        """Two clients racing on one name: one wins, the other gets a RegistryError
+        recorded as a failure -- never a KeyError out of the core (the demo once died so)."""
+        import anyio
+
+        outcomes: list[str] = []
+
+        async def attempt(call: Any) -> None:
+            try:
+                await call()
+                outcomes.append("ok")
+            except RegistryError as exc:
+                outcomes.append(str(exc))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(attempt, lambda: registry.delete_server("files"))
+            tg.start_soon(attempt, lambda: registry.delete_server("files"))
+        assert sorted(outcomes) == ["ok", "unknown_server"]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(attempt, lambda: registry.register_server("files", "mem://files"))
+            tg.start_soon(attempt, lambda: registry.register_server("files", "mem://files"))
+        assert sorted(outcomes[2:]) == ["already_registered", "ok"]
+        deletes = {
+            d["status"]: p.value
+            for p in metric_points(metrics_reader, "registry_operations_total")
+            if (d := dict(p.attributes))["operation"] == "delete"
+        }
+        assert deletes == {"success": 1, "failure": 1}
+
     async def test_crud(self, registry: Registry, metrics_reader) -> None:  # type: ignore[no-untyped-def]
         """Register, list, read, search, delete: each counted by operation and type."""
         assert [s.name for s in await registry.list_servers()] == ["weather", "files"]

@@ -194,6 +194,11 @@ class Registry:
             label = self.server_labels(name) if ok else UNKNOWN
             for _ in range(sent):
                 self.metrics.record_server_request(label)
+        # Checked again after the awaits above: a concurrent registration may have won.
+        if name in self._servers:
+            raise RegistryError("already_registered")
+        if len(self._servers) >= self.max_servers:
+            raise RegistryError("registry_full")
         self._servers[name] = record
         return record
 
@@ -225,7 +230,9 @@ class Registry:
         """Unregister *name*."""
         self._server(name)
         await self.sim.delay(0.001)
-        del self._servers[name]
+        # Another client may have deleted it during the await: no check-then-del.
+        if self._servers.pop(name, None) is None:
+            raise RegistryError("unknown_server")
 
     @track_registry_operation("list", "server")
     async def list_servers(self) -> list[ServerRecord]:
