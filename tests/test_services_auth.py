@@ -257,3 +257,72 @@ class TestOAuth:
         p2 = server.callback_params(await server.idp.login(url2, "bob", "pw-bob"))
         with pytest.raises(AuthError, match="invalid_grant"):
             await server.oauth_callback(server.idp.name, state=p2["state"], code=p["code"])
+
+
+async def test_concurrent_session_creation_respects_the_limit(
+    server: AuthServer, metrics_reader
+) -> None:  # type: ignore[no-untyped-def]
+    """Concurrent logins of one subject all pass the limit check before the store-write
+    await; only ``max_sessions_per_subject`` of them may get a session, the rest fail
+    with ``session_limit`` (status=failure), not exceed the limit."""
+    import anyio
+
+    principal = await server.authenticate(basic_header("alice", "pw-alice"))
+    limit = server.max_sessions_per_subject
+    outcomes: list[str] = []
+
+    async def attempt() -> None:
+        try:
+            await server.create_session(principal)
+            outcomes.append("ok")
+        except AuthError as exc:
+            outcomes.append(exc.reason)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(limit + 3):
+            tg.start_soon(attempt)
+    assert sorted(outcomes) == ["ok"] * limit + ["session_limit"] * 3
+    live = [s for s in server._sessions.values() if s.principal.subject == "alice"]
+    assert len(live) == limit
+    assert counter_value(metrics_reader, "session_creations_total", {"status": "success"}) == limit
+    assert counter_value(metrics_reader, "session_creations_total", {"status": "failure"}) == 3
+
+
+async def test_concurrent_refresh_revoke_and_callback_replay(
+    server: AuthServer, metrics_reader
+) -> None:  # type: ignore[no-untyped-def]
+    """Pins the single-use operations under concurrency: one refresh token refreshed twice
+    at once succeeds once (rotation), a token revoked twice at once is fine twice (RFC
+    7009), and an OAuth callback replayed concurrently succeeds once (state consumed)."""
+    import anyio
+
+    outcomes: dict[str, list[str]] = {"refresh": [], "revoke": [], "callback": []}
+
+    async def attempt(kind: str, call) -> None:  # type: ignore[no-untyped-def]
+        try:
+            await call()
+            outcomes[kind].append("ok")
+        except AuthError as exc:
+            outcomes[kind].append(exc.reason)
+
+    pair = await server.generate_token(await server.authenticate(basic_header("alice", "pw-alice")))
+    url = await server.oauth_authorize(server.idp.name)
+    p = server.callback_params(await server.idp.login(url, "bob", "pw-bob"))
+
+    def callback():  # type: ignore[no-untyped-def]
+        return server.oauth_callback(server.idp.name, state=p["state"], code=p["code"])
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(2):
+            tg.start_soon(attempt, "refresh", lambda: server.refresh_token(pair.refresh_token))
+            tg.start_soon(attempt, "revoke", lambda: server.revoke_token(pair.access_token))
+            tg.start_soon(attempt, "callback", callback)
+    assert sorted(outcomes["refresh"]) == ["ok", "revoked"]
+    assert outcomes["revoke"] == ["ok", "ok"]
+    assert sorted(outcomes["callback"]) == ["invalid_state", "ok"]
+    assert counter_value(metrics_reader, "token_refreshes_total", {"status": "success"}) == 1
+    assert counter_value(metrics_reader, "token_refreshes_total", {"status": "failure"}) == 1
+    assert counter_value(metrics_reader, "oauth_callbacks_total", {"status": "success"}) == 1
+    assert counter_value(metrics_reader, "oauth_callbacks_total", {"status": "failure"}) == 1
+    flows = histogram_data(metrics_reader, "oauth_flow_duration_seconds", {"status": "success"})
+    assert flows is not None and flows.count == 1  # the flow ended once

@@ -331,3 +331,66 @@ async def test_every_table_metric_recorded(registry_metrics, auth_metrics, metri
             for attrs in points:
                 assert set(attrs) == labels, (service, name, attrs)
                 assert attrs.get("status", "success") in {"success", "failure", "cancelled"}
+
+
+async def test_registration_losing_the_last_slot_admits_no_label(
+    registry: Registry, metrics_reader
+) -> None:  # type: ignore[no-untyped-def]
+    """Two registrations race for the last free slot: one wins, the other fails with
+    ``registry_full`` after its discovery awaits -- and, a failed registration, its
+    discovery requests are labelled ``unknown`` and its name is never admitted as a label."""
+    import anyio
+
+    registry.max_servers = 3  # weather and files are registered: one slot left
+    outcomes: dict[str, str] = {}
+
+    async def attempt(name: str, url: str) -> None:
+        try:
+            await registry.register_server(name, url)
+            outcomes[name] = "ok"
+        except RegistryError as exc:
+            outcomes[name] = str(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(attempt, "alpha", "mem://github")
+        tg.start_soon(attempt, "beta", "mem://database")
+    assert sorted(outcomes.values()) == ["ok", "registry_full"]
+    loser = next(n for n, o in outcomes.items() if o != "ok")
+    winner = next(n for n, o in outcomes.items() if o == "ok")
+    labels = {
+        dict(p.attributes)["server_name"]: p.value
+        for p in metric_points(metrics_reader, "mcp_server_requests_total")
+    }
+    assert loser not in labels and labels["unknown"] == 5 and labels[winner] == 5
+    assert registry.server_labels(loser) == loser  # not admitted before: still room now
+    creates = {
+        d["status"]: p.value
+        for p in metric_points(metrics_reader, "registry_operations_total")
+        if (d := dict(p.attributes))["operation"] == "create"
+    }
+    assert creates == {"success": 3, "failure": 1}
+
+
+async def test_tool_call_in_flight_when_its_server_is_deleted(
+    registry: Registry, metrics_reader
+) -> None:  # type: ignore[no-untyped-def]
+    """A call already forwarded when its server is deleted completes against the record
+    it started with (no KeyError, one success); the next call is ``unknown_server``."""
+    import anyio
+
+    results: list[object] = []
+
+    async def call() -> None:
+        results.append(await registry.execute_tool("weather", "get_forecast"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        tg.start_soon(registry.delete_server, "weather")
+    assert len(results) == 1 and "content" in results[0]  # type: ignore[operator]
+    with pytest.raises(RegistryError, match="unknown_server"):
+        await registry.execute_tool("weather", "get_forecast")
+    statuses = {
+        dict(p.attributes)["status"]: p.value
+        for p in metric_points(metrics_reader, "mcp_tool_execution_total")
+    }
+    assert statuses == {"success": 1, "failure": 1}

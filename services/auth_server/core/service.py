@@ -364,16 +364,22 @@ class AuthServer:
         """A new session id for *principal*.  A subject may hold at most
         ``max_sessions_per_subject`` live sessions (``session_limit`` beyond).
         Records ``session_creations_total``."""
-        self._purge_sessions()
-        live = sum(1 for s in self._sessions.values() if s.principal.subject == principal.subject)
-        if live >= self.max_sessions_per_subject:
-            raise AuthError("session_limit")
+        self._check_session_limit(principal)
         await self.sim.delay(0.001)  # the session store write
+        # Checked again after the await: concurrent logins of the same subject all
+        # passed the first check, and only the limit's worth of them may get a session.
+        self._check_session_limit(principal)
         session_id = secrets.token_urlsafe(32)
         self._sessions[session_id] = _Session(principal, self._clock() + self.session_ttl)
         while len(self._sessions) > self.max_sessions:
             self._sessions.popitem(last=False)
         return session_id
+
+    def _check_session_limit(self, principal: Principal) -> None:
+        self._purge_sessions()
+        live = sum(1 for s in self._sessions.values() if s.principal.subject == principal.subject)
+        if live >= self.max_sessions_per_subject:
+            raise AuthError("session_limit")
 
     @track_session_validation
     async def validate_session(self, session_id: str) -> Principal:

@@ -187,19 +187,21 @@ class Registry:
                 result = await self._rpc(backend, method, {})
                 if key is not None:
                     self._absorb(record, key, result.get(key) or [])
+            # Checked again after the awaits above, with none between check and insert:
+            # a concurrent registration may have won the name or the last free slot.
+            if name in self._servers:
+                raise RegistryError("already_registered")
+            if len(self._servers) >= self.max_servers:
+                raise RegistryError("registry_full")
+            self._servers[name] = record
             ok = True
         finally:
             # Discovery requests count for the server once it is registered; a failed
-            # registration's requests are labelled "unknown" (its name is not admitted).
+            # registration's requests (a lost race included) are labelled "unknown":
+            # its name is not admitted.
             label = self.server_labels(name) if ok else UNKNOWN
             for _ in range(sent):
                 self.metrics.record_server_request(label)
-        # Checked again after the awaits above: a concurrent registration may have won.
-        if name in self._servers:
-            raise RegistryError("already_registered")
-        if len(self._servers) >= self.max_servers:
-            raise RegistryError("registry_full")
-        self._servers[name] = record
         return record
 
     def _absorb(self, record: ServerRecord, key: str, items: list[Any]) -> None:
