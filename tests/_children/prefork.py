@@ -28,7 +28,9 @@ for role, amount in (("w1", 10), ("w2", 20)):
         counter.add(amount, {"who": "any"})
         active = current_setup()
         assert active is not None
-        print("ID", role, active.service_instance_id, flush=True)
+        # One write(2) per line: with PYTHONUNBUFFERED, print() writes each piece
+        # separately and two workers' lines could interleave on the shared pipe.
+        os.write(1, f"ID {role} {active.service_instance_id}\n".encode())
         sys.exit(0)  # normal exit: atexit handlers flush
     children.append(pid)
 
@@ -36,4 +38,4 @@ for pid in children:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, status
 counter.add(1, {"who": "any"})
-print("ID parent", setup.service_instance_id, flush=True)
+os.write(1, f"ID parent {setup.service_instance_id}\n".encode())
