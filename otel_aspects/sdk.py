@@ -87,6 +87,7 @@ __all__ = (
     "shutdown_metrics",
 )
 
+_INF = float("inf")
 _log = logging.getLogger("otel_aspects.sdk")
 
 #: The seed's collector address, used when neither the argument nor an
@@ -770,18 +771,71 @@ def _resolve_endpoints(otlp_endpoint: str | None) -> tuple[str, str]:
 
 def _resolve_prometheus(host: str | None, port: int | None) -> tuple[str, int]:
     host = host or _env("OTEL_PROMETHEUS_HOST") or DEFAULT_PROMETHEUS_HOST
-    if port is None:
-        raw = _env("OTEL_PROMETHEUS_PORT")
-        try:
-            port = int(raw) if raw else DEFAULT_PROMETHEUS_PORT
-        except ValueError:
-            _log.error(
-                "otel_aspects: OTEL_PROMETHEUS_PORT=%r is not a port number; using %d",
-                raw,
-                DEFAULT_PROMETHEUS_PORT,
+    if port is not None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(
+                f"setup_metrics: prometheus_port={port!r} is not a port number; "
+                "use 0 to 65535 (0 picks a free port)"
             )
-            port = DEFAULT_PROMETHEUS_PORT
+        return host, port
+    raw = _env("OTEL_PROMETHEUS_PORT")
+    if not raw:
+        return host, DEFAULT_PROMETHEUS_PORT
+    try:
+        port = int(raw)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        _log.error(
+            "otel_aspects: OTEL_PROMETHEUS_PORT=%r is not a port number (0 to 65535, 0 picks "
+            "a free port); using %d",
+            raw,
+            DEFAULT_PROMETHEUS_PORT,
+        )
+        port = DEFAULT_PROMETHEUS_PORT
     return host, port
+
+
+def _resolve_interval(millis: float | None) -> float | None:
+    """The export interval: the argument (checked), else ``OTEL_METRIC_EXPORT_INTERVAL``.
+
+    ``None`` leaves the SDK's default.  A bad variable is logged and replaced by 60000.
+    """
+    if millis is not None:
+        if isinstance(millis, bool) or not isinstance(millis, int | float) or not 0 < millis < _INF:
+            raise ValueError(
+                f"setup_metrics: export_interval_millis={millis!r} must be a positive number "
+                "of milliseconds, e.g. 60000"
+            )
+        return float(millis)
+    raw = _env("OTEL_METRIC_EXPORT_INTERVAL")
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < _INF:
+        _log.error(
+            "otel_aspects: OTEL_METRIC_EXPORT_INTERVAL=%r is not a positive number of "
+            "milliseconds; using the default (60000)",
+            raw,
+        )
+        return 60_000.0  # explicit: the SDK would read the bad variable again and raise
+    return value
+
+
+def _check_prometheus_available() -> None:
+    """Fail at configuration time, before anything running is touched."""
+    try:
+        import opentelemetry.exporter.prometheus  # noqa: F401
+        import prometheus_client  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "otel_aspects: the Prometheus exporter is an optional extra; install it with "
+            "pip install 'otel-aspects[prometheus]' (package opentelemetry-exporter-prometheus), "
+            "or remove 'prometheus' from OTEL_METRICS_EXPORTER / OTEL_PROMETHEUS_ENABLED"
+        ) from exc
 
 
 def _config_after_setup(config: MetricsConfig) -> None:
@@ -844,21 +898,16 @@ def _make_resource(plan: _Plan, instance_id: str) -> Resource:
 
 
 def _start_prometheus(plan: _Plan, inst: _Installation, readers: list[MetricReader]) -> None:
-    try:
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
-        from prometheus_client import CollectorRegistry, start_http_server
-    except ImportError as exc:
-        raise ImportError(
-            "otel_aspects: the Prometheus exporter is an optional extra; install it with "
-            "pip install 'otel-aspects[prometheus]' (package opentelemetry-exporter-prometheus), "
-            "or remove 'prometheus' from OTEL_METRICS_EXPORTER / OTEL_PROMETHEUS_ENABLED"
-        ) from exc
+    _check_prometheus_available()
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import CollectorRegistry, start_http_server
+
     registry = CollectorRegistry(auto_describe=True)
     try:
         server, _thread = start_http_server(
             plan.prometheus_port, addr=plan.prometheus_host, registry=registry
         )
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:  # taken, not permitted, bad host or port
         _log.error(
             "otel_aspects: cannot serve Prometheus metrics on %s:%d (%s); set "
             "OTEL_PROMETHEUS_PORT (or prometheus_port=) to a free port, or 0 to pick one. "
@@ -932,15 +981,38 @@ def _build(
             else:
                 readers.append(spec())
         inst.readers = tuple(readers)
-        inst.meter_provider = SdkMeterProvider(
-            metric_readers=inst.readers,
-            resource=inst.resource,
-            views=_views(),
-            shutdown_on_exit=False,
-        )
+        try:
+            inst.meter_provider = SdkMeterProvider(
+                metric_readers=inst.readers,
+                resource=inst.resource,
+                views=_views(),
+                shutdown_on_exit=False,
+            )
+        except BaseException:
+            _discard(inst)
+            raise
     if plan.enable_logs:
-        _build_logs(plan, inst)
+        try:
+            _build_logs(plan, inst)
+        except BaseException:
+            _discard(inst)
+            raise
     return inst
+
+
+def _discard(inst: _Installation) -> None:
+    """Stop what a failed build already started: reader threads, the Prometheus server."""
+    for reader in inst.readers:
+        try:
+            reader.shutdown(timeout_millis=0)
+        except Exception:  # a reader never registered may refuse; it is dropped anyway
+            _log.debug("otel_aspects: discarding reader %r failed", reader, exc_info=True)
+    if inst.meter_provider is not None:
+        inst.meter_provider.shutdown(timeout_millis=0)
+    if inst.prometheus_server is not None:
+        inst.prometheus_server.shutdown()
+        inst.prometheus_server.server_close()
+        inst.prometheus_server = None
 
 
 def _build_logs(plan: _Plan, inst: _Installation) -> None:
@@ -1044,6 +1116,9 @@ def setup_metrics(
             enable_logs = False
         metrics_url, logs_url = _resolve_endpoints(otlp_endpoint)
         host, port = _resolve_prometheus(prometheus_host, prometheus_port)
+        interval = _resolve_interval(export_interval_millis)
+        if "prometheus" in names:
+            _check_prometheus_available()
         has_timeout_env = _env("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT") or _env(
             "OTEL_EXPORTER_OTLP_TIMEOUT"
         )
@@ -1054,7 +1129,7 @@ def setup_metrics(
             metrics_endpoint=metrics_url,
             logs_endpoint=logs_url,
             otlp_timeout=None if has_timeout_env else DEFAULT_OTLP_TIMEOUT_SECONDS,
-            interval_millis=export_interval_millis,
+            interval_millis=interval,
             prometheus_host=host,
             prometheus_port=port,
             extra_readers=tuple(extra_readers),
@@ -1071,7 +1146,13 @@ def setup_metrics(
                 old.prometheus_server.server_close()
                 old.prometheus_server = None
         instance_id = str(plan.resource_attributes.get("service.instance.id") or uuid.uuid4())
-        inst = _build(plan, instance_id)
+        try:
+            inst = _build(plan, instance_id)
+        except BaseException:
+            # The previous setup lost its Prometheus server above: leave no half-working
+            # setup behind; the error goes to the caller (configuration time).
+            _shutdown_locked(timeout_millis=10_000)
+            raise
         setup = MetricsSetup(plan, inst)
         provider = _provider()
         provider._switch(inst.meter_provider or NoOpMeterProvider())

@@ -199,6 +199,63 @@ class TestViews:
         assert not [p for p in points if p.attributes.get("otel.metric.overflow")]
 
 
+class TestBadSettings:
+    @pytest.mark.parametrize("raw", ["abc", "-1", "70000"])
+    def test_bad_prometheus_port_variable_logs_and_uses_default(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, raw: str
+    ) -> None:
+        """A port variable out of range is an ERROR and the default, never an exception."""
+        monkeypatch.setenv("OTEL_PROMETHEUS_PORT", raw)
+        setup = setup_metrics("svc", exporters="none")
+        assert setup.active
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1 and f"OTEL_PROMETHEUS_PORT={raw!r}" in errors[0].getMessage()
+
+    @pytest.mark.parametrize("port", [70000, -1, True, 1.5])
+    def test_bad_prometheus_port_argument_raises_before_touching_the_running_setup(
+        self, port: object
+    ) -> None:
+        """A bad port argument fails at configuration time and the running setup keeps
+        serving (the earlier code closed its server, then crashed on bind)."""
+        first = setup_metrics("svc", exporters="prometheus", prometheus_port=0)
+        assert first.prometheus_port
+        with pytest.raises(ValueError, match="prometheus_port"):
+            setup_metrics("svc", exporters="prometheus", prometheus_port=port)  # type: ignore[arg-type]
+        assert current_setup() is first and first.active
+        body = urllib.request.urlopen(
+            f"http://127.0.0.1:{first.prometheus_port}/metrics", timeout=5
+        ).read()
+        assert body is not None
+
+    @pytest.mark.parametrize("raw", ["0", "-5", "abc", "inf"])
+    def test_bad_export_interval_variable_logs_and_uses_default(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, raw: str
+    ) -> None:
+        """OTEL_METRIC_EXPORT_INTERVAL that is not a positive number: one ERROR, default used."""
+        monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", raw)
+        setup = setup_metrics("svc", exporters="console")
+        assert setup.active
+        errors = [r for r in caplog.records if "OTEL_METRIC_EXPORT_INTERVAL" in r.getMessage()]
+        assert len(errors) == 1 and errors[0].levelno == logging.ERROR
+
+    @pytest.mark.parametrize("millis", [0, -1, float("nan"), float("inf")])
+    def test_bad_export_interval_argument_raises(self, millis: float) -> None:
+        """A bad interval argument is a configuration error naming the parameter."""
+        with pytest.raises(ValueError, match="export_interval_millis"):
+            setup_metrics("svc", exporters="console", export_interval_millis=millis)
+
+    def test_missing_prometheus_extra_leaves_running_setup_alone(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The extra is checked before the running setup is replaced."""
+        first = setup_metrics("svc", exporters="prometheus", prometheus_port=0)
+        monkeypatch.setitem(sys.modules, "opentelemetry.exporter.prometheus", None)
+        with pytest.raises(ImportError, match=r"otel-aspects\[prometheus\]"):
+            setup_metrics("svc", exporters="prometheus", prometheus_port=0)
+        assert current_setup() is first and first.active
+        urllib.request.urlopen(f"http://127.0.0.1:{first.prometheus_port}/metrics", timeout=5)
+
+
 class TestConfigAfterSetup:
     def test_late_config_with_max_series_warns_once(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
