@@ -54,10 +54,34 @@ def warn_once(
                 )
                 return False
             _seen.add(cause)
-        logger.log(level, msg, *args)
+        # Formatted here, once per cause, so that an argument whose __str__ raises (a
+        # user's exception, say) still gives the line instead of a logging error.
+        logger.log(level, "%s", _format(msg, args))
         return True
     except Exception:  # pragma: no cover - an unhashable cause, a broken handler
         return False
+
+
+def _printable(value: object) -> object:
+    """*value* itself if ``str()`` works on it, else a placeholder naming its type."""
+    try:
+        str(value)
+    except Exception:
+        return f"<{type(value).__name__} whose str() failed>"
+    return value
+
+
+def _format(msg: str, args: tuple[object, ...]) -> str:
+    if not args:
+        return msg
+    try:
+        return msg % args
+    except Exception:
+        shown = tuple(_printable(a) for a in args)
+        try:
+            return msg % shown
+        except Exception:  # a format that does not fit: show the arguments after the text
+            return f"{msg} {tuple(str(a) for a in shown)}"
 
 
 def reset_warned() -> None:

@@ -55,7 +55,7 @@ def _number(value: object) -> int | float | str:
     if cls is float:
         return value if math.isfinite(value) else "not finite"  # type: ignore[arg-type, return-value]
     if cls is int:
-        return value if -_INT64 <= value <= _INT64 else "out of int64 range"  # type: ignore[operator, return-value]
+        return value if -_INT64 - 1 <= value <= _INT64 else "out of int64 range"  # type: ignore[operator, return-value]
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return "of type " + type(value).__name__
     try:

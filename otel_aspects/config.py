@@ -213,6 +213,38 @@ def _hint(key: str, allowed: Iterable[str]) -> str:
     return "allowed keys: " + ", ".join(allowed)
 
 
+#: Bucket boundaries must stay below this (the SDK does float arithmetic on them).
+_MAX_BUCKET = 1e300
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a key given twice in one mapping.
+
+    Plain ``safe_load`` keeps the last value: a second ``counters:`` section would
+    silently replace the first, losing every metric in it.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: dict[object, int] = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`, not a key
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice (lines {first} and "
+                    f"{key_node.start_mark.line + 1}); merge them into one",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
 def bucket_problem(value: object) -> str | None:
     """What is wrong with *value* as histogram buckets, or ``None`` if it is fine."""
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
@@ -223,8 +255,13 @@ def bucket_problem(value: object) -> str | None:
     for i, b in enumerate(value):
         if isinstance(b, bool) or not isinstance(b, int | float):
             return f"item {i} ({b!r}) is not a number"
-        if not math.isfinite(b):
-            return f"item {i} ({b!r}) is not finite"
+        try:
+            finite = math.isfinite(b) and abs(float(b)) < _MAX_BUCKET
+        except OverflowError:  # an int too large for a float
+            finite = False
+        if not finite:
+            shown = b if isinstance(b, float) or abs(b) < 10**20 else f"{str(b)[:12]}..."
+            return f"item {i} ({shown}) is not finite or too large; use numbers below 1e300"
         if b <= previous:
             return f"item {i} ({b!r}) is not greater than the one before; sort them, no duplicates"
         previous = b
@@ -408,7 +445,7 @@ def _parse_file(path: Path) -> tuple[dict[str, MetricSpec], list[str], str | Non
         collector.error("file", f"cannot be read ({exc}); check the path and its permissions")
         return {}, collector.errors, None
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
         collector.error("YAML", f"{detail}; fix the syntax (indentation, quotes, colons)")
@@ -444,11 +481,11 @@ def _candidates(service_name: str, config_path: str | os.PathLike[str] | None) -
         return [p / n for n in names] if p.is_dir() else [p]
 
     if config_path is not None:
-        return expand(Path(config_path))
+        return expand(Path(config_path).expanduser())
     places: list[Path] = []
     env = os.environ.get(PATH_ENV)
     if env:
-        places += expand(Path(env))
+        places += expand(Path(env).expanduser())
     places += [Path("config") / "metrics" / n for n in names]
     return places
 

@@ -438,3 +438,26 @@ class TestConstruction:
     def test_repr(self, client: OTelMetricsClient) -> None:
         """repr shows the service and how many metrics are enabled."""
         assert repr(client) == "<OTelMetricsClient 'svc': 5 of 6 metrics enabled>"
+
+
+class TestEdges:
+    def test_int64_bounds_of_up_down_counter(
+        self, client: OTelMetricsClient, metrics_reader: InMemoryMetricReader
+    ) -> None:
+        """-2**63 is a valid int64 and is recorded; one past either end is dropped."""
+        client.record_up_down_counter("in_flight", -(2**63), {"k": "min"})
+        client.record_up_down_counter("in_flight", 2**63 - 1, {"k": "max"})
+        client.record_up_down_counter("in_flight", -(2**63) - 1, {"k": "under"})
+        client.record_up_down_counter("in_flight", 2**63, {"k": "over"})
+        assert counter_value(metrics_reader, "in_flight", {"k": "min"}) == -(2**63)
+        assert counter_value(metrics_reader, "in_flight", {"k": "max"}) == 2**63 - 1
+        kept = {p.attributes["k"] for p in metric_points(metrics_reader, "in_flight")}
+        assert kept == {"min", "max"}
+
+    def test_create_histogram_with_huge_bucket_never_raises(
+        self, client: OTelMetricsClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A boundary too large for a float is refused with a WARNING, not an OverflowError."""
+        with caplog.at_level(logging.WARNING):
+            assert client.create_histogram("huge_seconds", buckets=[1, 10**400]) is None
+        assert any("too large" in r.getMessage() for r in warnings(caplog))

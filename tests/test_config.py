@@ -325,3 +325,63 @@ class TestModel:
         """validate_config_file reports a missing file instead of raising."""
         (message,) = validate_config_file(tmp_path / "nope.yml")
         assert "not found" in message
+
+
+class TestHostileFiles:
+    def test_duplicate_section_is_an_error_not_a_silent_overwrite(self, tmp_path: Path) -> None:
+        """A second `counters:` key used to replace the first one without a word."""
+        path = write(
+            tmp_path,
+            """\
+            counters:
+              - name: c1
+            histograms:
+              - name: h1_seconds
+            counters:
+              - name: c2
+            """,
+        )
+        errors = validate_config_file(path)
+        assert len(errors) == 1
+        assert "'counters' appears twice (lines 1 and 5)" in errors[0]
+        assert str(path) in errors[0]
+
+    def test_duplicate_key_inside_an_entry_is_an_error(self, tmp_path: Path) -> None:
+        """`name:` given twice in one entry names both lines."""
+        path = write(tmp_path, "counters:\n  - name: c1\n    name: c2\n")
+        (error,) = validate_config_file(path)
+        assert "'name' appears twice (lines 2 and 3)" in error
+
+    def test_anchors_and_merge_keys_still_load(self, tmp_path: Path) -> None:
+        """YAML merge keys are not duplicates: shared settings through an anchor work."""
+        path = write(
+            tmp_path,
+            """\
+            counters:
+              - &base {name: a_total, max_series: 7}
+              - <<: *base
+                name: b_total
+            """,
+        )
+        config = load_metrics_config("svc", path, strict=True)
+        assert config.metrics["b_total"].max_series == 7
+
+    @pytest.mark.parametrize("bucket", ["1.0e+400", "9" * 400, "-1.0e+309"])
+    def test_huge_bucket_is_an_entry_error(self, tmp_path: Path, bucket: str) -> None:
+        """A bucket too large for a float is reported, never an OverflowError."""
+        path = write(
+            tmp_path, f"histograms:\n  - name: h_seconds\n    buckets: [-2, 1, {bucket}]\n"
+        )
+        (error,) = validate_config_file(path)
+        assert "histograms[0] 'h_seconds': key 'buckets'" in error
+        assert "not finite or too large" in error
+
+    def test_home_relative_path_is_expanded(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """`~/...` means the home folder, as a shell would read it."""
+        monkeypatch.setenv("HOME", str(tmp_path))
+        write(tmp_path, "counters:\n  - name: home_total\n", name="home.yml")
+        assert "home_total" in load_metrics_config("home", "~/home.yml", strict=True).metrics
+        monkeypatch.setenv("OTEL_METRICS_CONFIG_PATH", "~")
+        assert "home_total" in load_metrics_config("home").metrics
