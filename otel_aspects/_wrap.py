@@ -206,7 +206,8 @@ class _PlainFunctionWrapper(wrapt.FunctionWrapper[..., Any]):
         super().__init__(wrapped, wrapper)
         self._self_call = functools.partial(wrapper, wrapped, None)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        # `self` positional-only: the decorated function may take a keyword named `self`.
         return _call_of(self)(args, kwargs)
 
 

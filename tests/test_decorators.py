@@ -800,3 +800,33 @@ def test_typing_api_checks_with_mypy() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["record_func", "instruments"])
+def test_keyword_arguments_named_like_wrapper_parameters(
+    fast: bool, metrics_client_factory: Any
+) -> None:
+    """Regression: a decorated plain function could not take a keyword named `self`
+    (_PlainFunctionWrapper.__call__(self, *args, **kwargs) took it as its own)."""
+    if fast:
+        client = metrics_client_factory(
+            "svc", MetricsConfig("svc", {"c": MetricSpec("counter", "c")})
+        )
+        aspect = timed(counter="c", client=client)
+    else:
+        aspect = timed(record_func=lambda duration, labels: None)
+
+    def f(
+        self: int, wrapped: int, instance: int, args: int, kwargs: int, func: int
+    ) -> tuple[int, ...]:
+        return (self, wrapped, instance, args, kwargs, func)
+
+    class C:
+        @aspect
+        @staticmethod
+        def s(self: int, wrapped: int, instance: int, args: int, kwargs: int) -> tuple[int, ...]:
+            return (self, wrapped, instance, args, kwargs)
+
+    keywords = {"self": 1, "wrapped": 2, "instance": 3, "args": 4, "kwargs": 5}
+    assert aspect(f)(**keywords, func=6) == (1, 2, 3, 4, 5, 6)
+    assert C.s(**keywords) == (1, 2, 3, 4, 5)
