@@ -84,8 +84,12 @@ class LabelScope(Protocol):
         """Mark the outcome (an exception still wins: it is always a failure)."""
 
     @property
-    def labels(self) -> dict[str, Any]:
-        """The labels known so far (static, extracted and set), without the outcome."""
+    def labels(self) -> dict[str, Any] | None:
+        """The labels known so far (static, extracted and set), without the outcome.
+
+        ``None`` from a stand-in scope that currently reaches no scope (a block in a
+        generator suspended at ``yield``, with nothing enclosing it).
+        """
 
 
 #: The innermost active scope of the current thread/task, or ``None``.
@@ -119,7 +123,8 @@ def set_success(success: bool) -> None:
 def current_labels() -> dict[str, Any] | None:
     """A copy of the innermost active scope's labels so far, or ``None`` outside one."""
     scope = ACTIVE.get()
-    return None if scope is None else dict(scope.labels)
+    labels = None if scope is None else scope.labels
+    return None if labels is None else dict(labels)
 
 
 def warn_reserved(key: str) -> None:

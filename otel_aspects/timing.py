@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from contextvars import Token
+from sys import _getframe
 from time import perf_counter
 from types import CodeType
 from typing import Any, Literal, Protocol
@@ -137,7 +138,7 @@ class Run:
     measurement is recorded the run is closed and further changes are ignored.
     """
 
-    __slots__ = ("_dirty", "_done", "_extra", "_start", "_success", "_timed", "_token")
+    __slots__ = ("_dirty", "_done", "_extra", "_parent", "_start", "_success", "_timed", "_token")
 
     _timed: Timed
     _start: float
@@ -149,6 +150,9 @@ class Run:
     _dirty: bool
     _success: bool | None
     _done: bool
+    #: Set only when a block exited out of order: the scope to restore on this
+    #: run's exit (its token is then invalid); read with :func:`_parent_of`.
+    _parent: LabelScope | None
 
     def __init__(self, owner: Timed) -> None:
         self._timed = owner
@@ -162,7 +166,15 @@ class Run:
         """Add or replace label *key* (``status``/``error_type`` are reserved)."""
         if self._done:
             return
-        if key in RESERVED_LABELS:
+        try:
+            reserved = key in RESERVED_LABELS
+        except TypeError:  # an unhashable key (a list...): str() it, as the cleaning would
+            converted = _key_to_str(key)
+            if converted is None:
+                return
+            key = converted
+            reserved = key in RESERVED_LABELS
+        if reserved:
             warn_reserved(key)
             return
         extra = self._extra
@@ -307,6 +319,8 @@ class Timed(Aspect):
     _record: Callable[[Run, float, object, BaseException | None], None]
     _fast: _FastPath | None
     _extract: bool
+    #: This is the per-target copy made by ``@`` (its runs are never `with` blocks).
+    _decorating = False
     #: What the hooks are built from (again per decorated target, see ``_for_target``).
     _parts: tuple[
         Histogram | None,
@@ -361,6 +375,7 @@ class Timed(Aspect):
         # The same aspect with hooks whose warnings name *func* (built once, here).
         twin = _new(type(self))
         twin.__dict__.update(self.__dict__)
+        twin._decorating = True
         twin._make_hooks(f"function {target_name(func)!r}")
         if twin._fast is not None:
             twin._fast.none_only = _returns_only_none(func)
@@ -543,9 +558,9 @@ class Timed(Aspect):
     def __enter__(self) -> Run:
         if not self.enabled:
             return _NULL_RUN
-        if self._extract:
-            run: Run = self._begin((), {})
-            return run
+        frame = _getframe(1)
+        if self._extract or frame.f_code.co_flags & _GEN_FLAGS:
+            return self._enter(frame)
         run = _new(Run)  # begin() inline: nothing to extract
         run._timed = self
         run._extra = run._success = None
@@ -554,27 +569,76 @@ class Timed(Aspect):
         run._start = self._clock()
         return run
 
+    def _enter(self, frame: Any) -> Run:
+        """``__enter__`` with labels to extract, or in a generator (*frame*: the block's)."""
+        run: Run = self._begin((), {})
+        if frame.f_code.co_flags & _GEN_FLAGS:
+            # The block can be suspended at a `yield` while the consumer runs in the same
+            # context: its scope stands in for the run and steps aside while suspended.
+            _reset_active(run._token)  # type: ignore[arg-type]
+            scope = _GenScope(run, frame, ACTIVE.get())
+            run._token = _set_active(scope)
+        return run
+
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
         if not self.enabled:
             return False
         run = ACTIVE.get()
-        if not isinstance(run, Run) or run._timed is not self or run._token is None:
-            warn_once(
-                logger,
-                ("misnested", self.name),
-                "otel_aspects: timed %r exited out of order (enter/exit not nested in one "
-                "thread or task); that measurement is dropped",
-                self.name,
-            )
-            return False
-        if exc is None:
-            self._finish(run, None)
-        else:
-            self._fail(run, exc)
+        if run.__class__ is Run and run._timed is self and run._token is not None:
+            try:
+                if exc is None:
+                    self._finish(run, None)
+                else:
+                    self._fail(run, exc)
+                return False
+            except (ValueError, RuntimeError):  # its token belongs to another context
+                pass
+        self._exit_unnested(run, exc)
         return False
 
+    def _exit_unnested(self, top: LabelScope | None, exc: BaseException | None) -> None:
+        """Exit this block's innermost open run when it is not the plain innermost scope.
+
+        It was entered in a generator (its scope is a :class:`_GenScope`), or blocks
+        exited out of order (manual ``__enter__``/``__exit__``, a generator suspended
+        inside a block and resumed after the consumer's block ended).  The run is
+        found in the chain of active scopes, recorded, and unlinked: the scope
+        entered just after it will restore its parent instead; if it is innermost,
+        its parent is restored now.  Never raises.
+        """
+        end = self._clock()
+        child: LabelScope | None = None
+        scope = top
+        for _ in range(_MAX_CHAIN):
+            if scope is None:
+                break
+            run = scope.run if scope.__class__ is _GenScope else scope
+            if isinstance(run, Run) and run._timed is self and not run._done:
+                parent = _parent_of(scope)
+                if child is None:
+                    _set_active(parent)
+                else:
+                    _relink(child, parent)
+                    if child.__class__ is not _GenScope:  # a generator's is legitimate
+                        _warn_unnested(self.name)
+                run._token = None
+                run._done = True
+                self._record(run, end - run._start, None, exc)
+                return
+            child = scope
+            scope = _parent_of(scope)
+        warn_once(
+            logger,
+            ("misnested", self.name),
+            "otel_aspects: timed %r exited in a thread, task or context where it was not "
+            "entered (or exited twice); that measurement is dropped",
+            self.name,
+        )
+
     async def __aenter__(self) -> Run:
-        return self.__enter__()
+        if not self.enabled:
+            return _NULL_RUN
+        return self._enter(_getframe(1))  # the frame of the `async with`
 
     async def __aexit__(
         self, exc_type: object, exc: BaseException | None, tb: object
@@ -647,6 +711,111 @@ _NULL_RUN._dirty = False
 _NULL_RUN._success = None
 _NULL_RUN._token = None
 _NULL_RUN._start = 0.0
+
+
+#: Code flags of a generator or async generator: a block in one can be suspended at ``yield``.
+_GEN_FLAGS = 0x20 | 0x200  # inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+#: Longest chain of active scopes searched by an out-of-order exit.
+_MAX_CHAIN = 1000
+_reset_active = ACTIVE.reset
+_UNSET: Any = object()
+
+
+class _GenScope:
+    """The active scope of a ``with timed()`` block written in a generator.
+
+    Python runs a generator in its consumer's context, so while the generator is
+    suspended at a ``yield`` inside the block, the block is still the innermost
+    scope of the consumer.  This stand-in passes ``set_label``/``set_success`` to
+    the block's run only while the generator body is running (its frame has a
+    caller); otherwise to the enclosing scope, as if the block were not there.
+    """
+
+    __slots__ = ("frame", "parent", "run")
+
+    def __init__(self, run: Run, frame: Any, parent: LabelScope | None) -> None:
+        self.run = run
+        self.frame = frame
+        self.parent = parent
+
+    def _target(self) -> LabelScope | None:
+        scope: Any = self
+        for _ in range(_MAX_CHAIN):
+            if scope.__class__ is not _GenScope:
+                return scope  # type: ignore[no-any-return]
+            if scope.frame.f_back is not None and not scope.run._done:
+                return scope.run
+            scope = scope.parent
+        return None
+
+    def set_label(self, key: str, value: object) -> None:
+        target = self._target()
+        if target is not None:
+            target.set_label(key, value)
+
+    def set_success(self, success: bool) -> None:
+        target = self._target()
+        if target is not None:
+            target.set_success(success)
+
+    @property
+    def labels(self) -> dict[str, Any] | None:
+        target = self._target()
+        return None if target is None else target.labels
+
+
+def _parent_of(scope: LabelScope) -> LabelScope | None:
+    """The scope that was active when *scope* was entered (or relinked to)."""
+    if scope.__class__ is _GenScope:
+        return scope.parent
+    parent = getattr(scope, "_parent", _UNSET)
+    if parent is not _UNSET:
+        return parent  # type: ignore[no-any-return]
+    token = getattr(scope, "_token", None)
+    if token is None:
+        return None
+    old = token.old_value
+    return None if old is Token.MISSING else old
+
+
+def _relink(scope: LabelScope, parent: LabelScope | None) -> None:
+    """Make *scope* restore *parent* on its exit (its token would restore a closed run)."""
+    if scope.__class__ is _GenScope:
+        scope.parent = parent
+        scope.run._token = None
+    elif isinstance(scope, Run) and not scope._timed._decorating:
+        # A `with` block's run (a decorated call's wrapper resets its own token, which
+        # restores the closed run: set_label there is then ignored, as for a straggler).
+        scope._parent = parent
+        scope._token = None
+
+
+def _warn_unnested(name: str) -> None:
+    warn_once(
+        logger,
+        ("unnested", name),
+        "otel_aspects: timed %r exited before a block entered inside it (manual "
+        "__enter__/__exit__ or an ExitStack out of order); both are recorded, each with "
+        "its own labels. (Logged once.)",
+        name,
+    )
+
+
+def _key_to_str(key: object) -> str | None:
+    """An unhashable label key as ``str(key)`` (one WARNING per type); ``None`` if that fails."""
+    kind = type(key).__name__
+    try:
+        converted = str(key)
+    except Exception:
+        converted = None
+    warn_once(
+        logger,
+        ("label-key-type", kind),
+        "otel_aspects: set_label key of type %s %s",
+        kind,
+        "converted to str" if converted is not None else "cannot be converted to str; ignored",
+    )
+    return converted
 
 
 class _FastPath:

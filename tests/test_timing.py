@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -620,3 +620,136 @@ class TestOutcomeHelpers:
         for name in ("timed", "Timed", "set_label", "set_success", "current_labels"):
             assert name in otel_aspects.__all__
             assert getattr(otel_aspects, name) is not None
+
+
+class TestUnnestedBlocks:
+    """Regression: a block whose exit is not the innermost one (generators, manual exits)."""
+
+    def test_block_in_generator_suspended_inside_consumer_block(self) -> None:
+        """A `with timed()` in a plain generator spanning a `yield`, stepped inside another
+        block: each block records its own measurement with its own labels, set_label between
+        the steps lands on the consumer's block, and no scope is left afterwards."""
+        rows_rec, request_rec = Recorder(), Recorder()
+
+        def rows() -> Iterator[int]:
+            with timed(record_func=rows_rec):
+                set_label("table", "users")
+                yield 1
+                set_label("page", 2)
+                yield 2
+
+        gen = rows()
+        with timed(record_func=request_rec):
+            assert next(gen) == 1
+            set_label("user", "alice")
+            assert current_labels() == {"user": "alice"}
+        assert request_rec.labels == [{"user": "alice", "status": "success"}]
+        assert current_labels() is None  # the suspended generator's block is not a scope here
+        set_label("stray", 1)  # a silent no-op: not moved onto the generator's block
+        assert list(gen) == [2]
+        assert rows_rec.labels == [{"table": "users", "page": 2, "status": "success"}]
+        assert current_labels() is None
+
+    @pytest.mark.anyio
+    async def test_block_in_async_generator_suspended_inside_consumer_block(
+        self, anyio_backend: str
+    ) -> None:
+        rows_rec, request_rec = Recorder(), Recorder()
+
+        async def rows() -> AsyncIterator[int]:
+            async with timed(record_func=rows_rec):
+                set_label("table", "users")
+                yield 1
+                yield 2
+
+        agen = rows()
+        async with timed(record_func=request_rec):
+            assert await agen.__anext__() == 1
+            set_label("user", "alice")
+        assert request_rec.labels == [{"user": "alice", "status": "success"}]
+        assert [item async for item in agen] == [2]
+        assert rows_rec.labels == [{"table": "users", "status": "success"}]
+        assert current_labels() is None
+
+    def test_out_of_order_exits_record_both_and_leave_no_scope(
+        self, warnings_log: pytest.LogCaptureFixture
+    ) -> None:
+        """enter a, enter b, exit a, exit b: both recorded with their own labels, then no
+        scope is active (set_label is a silent no-op), and one WARNING at most."""
+        rec_a, rec_b = Recorder(), Recorder()
+        a, b = timed(record_func=rec_a), timed(record_func=rec_b)
+        run_a = a.__enter__()
+        run_a.set_label("which", "a")
+        b.__enter__()
+        set_label("which", "b")
+        a.__exit__(None, None, None)
+        assert current_labels() == {"which": "b"}  # b is still open and innermost
+        b.__exit__(None, None, None)
+        assert rec_a.labels == [{"which": "a", "status": "success"}]
+        assert rec_b.labels == [{"which": "b", "status": "success"}]
+        assert current_labels() is None
+        set_label("leak", 1)
+        assert current_labels() is None
+        assert len(warnings_log.records) <= 1
+
+    def test_out_of_order_exits_of_one_shared_timed(self, rec: Recorder) -> None:
+        """The same timed object entered twice and exited out of order (an ExitStack misuse)."""
+        t = timed(record_func=rec)
+        first = t.__enter__()
+        first.set_label("n", 1)
+        second = t.__enter__()
+        second.set_label("n", 2)
+        t.__exit__(None, None, None)  # exits the innermost open run of t: the second
+        t.__exit__(None, None, None)
+        assert rec.labels == [{"n": 2, "status": "success"}, {"n": 1, "status": "success"}]
+        assert current_labels() is None
+
+    def test_exit_without_enter_is_dropped_with_a_warning(
+        self, rec: Recorder, warnings_log: pytest.LogCaptureFixture
+    ) -> None:
+        t = timed(record_func=rec)
+        with t:
+            pass
+        t.__exit__(None, None, None)
+        assert len(rec.calls) == 1
+        assert "dropped" in warnings_log.text
+        assert current_labels() is None
+
+    @pytest.mark.anyio
+    async def test_concurrent_async_with_on_one_shared_timed(
+        self, rec: Recorder, anyio_backend: str
+    ) -> None:
+        """One timed object used by several tasks at once: each gets its own run and labels."""
+        t = timed(record_func=rec)
+
+        async def job(n: int) -> None:
+            async with t:
+                set_label("n", n)
+                await anyio.sleep(0.001 * (5 - n))
+                assert current_labels() == {"n": n}
+
+        async with anyio.create_task_group() as tg:
+            for n in range(5):
+                tg.start_soon(job, n)
+        assert sorted(labels["n"] for labels in rec.labels) == list(range(5))
+        assert current_labels() is None
+
+
+class TestSetLabelKeys:
+    def test_unhashable_key_is_converted_not_raised(
+        self, rec: Recorder, warnings_log: pytest.LogCaptureFixture
+    ) -> None:
+        """Regression: set_label(["a"], 1) raised TypeError into the caller."""
+        with timed(record_func=rec):
+            set_label(["a"], 1)  # type: ignore[arg-type]
+            set_label(["a"], 2)  # type: ignore[arg-type]
+        assert rec.labels == [{"['a']": 2, "status": "success"}]
+        assert len([r for r in warnings_log.records if "list" in r.getMessage()]) == 1
+
+    def test_unhashable_key_on_instruments(
+        self, client: OTelMetricsClient, metrics_reader: Any
+    ) -> None:
+        with timed("op_seconds", client=client, counter="ops_total"):
+            set_label({"k": 1}, "v")  # type: ignore[arg-type]
+        attrs = {"{'k': 1}": "v", "status": "success"}
+        assert counter_value(metrics_reader, "ops_total", attrs) == 1
