@@ -37,3 +37,9 @@ def auth_metrics(meter_provider):  # type: ignore[no-untyped-def]
     from services.auth_server.utils.otel_metrics import build_metrics
 
     return build_metrics(meter_provider)
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every async test runs on both anyio backends."""
+    return str(request.param)

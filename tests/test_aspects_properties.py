@@ -17,6 +17,7 @@ from otel_aspects import current_labels, set_label, timed
 from otel_aspects._warn import reset_warned
 from otel_aspects.config import MetricsConfig, MetricSpec
 from otel_aspects.decorators import track_duration
+from tests._support import Recorder
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -48,14 +49,6 @@ RUNS = [
     pytest.param("async_generator", "trio", id="async_generator-trio"),
 ]
 backends = st.sampled_from(["asyncio", "trio"])
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[float, dict[str, Any]]] = []
-
-    def __call__(self, duration: float, labels: dict[str, Any]) -> None:
-        self.calls.append((duration, labels))
 
 
 def run_kind(

@@ -25,28 +25,9 @@ from otel_aspects.decorators import (
     track_inprogress,
 )
 from otel_aspects.testing import counter_value
+from tests._support import Recorder
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Run every async test on both anyio backends."""
-    return str(request.param)
-
-
-class Recorder:
-    """A record_func that keeps what it was given."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[float, dict[str, Any]]] = []
-
-    def __call__(self, duration: float, labels: dict[str, Any]) -> None:
-        self.calls.append((duration, labels))
-
-    @property
-    def labels(self) -> list[dict[str, Any]]:
-        return [labels for _, labels in self.calls]
 
 
 class TickClock:

@@ -11,28 +11,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import anyio
 import pytest
 
 from otel_aspects import current_labels, set_label, set_success, timed
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Run every async test on both anyio backends."""
-    return str(request.param)
-
-
-class Recorder:
-    """A record_func that keeps what it was given."""
-
-    def __init__(self) -> None:
-        self.labels: list[dict[str, Any]] = []
-
-    def __call__(self, duration: float, labels: dict[str, Any]) -> None:
-        self.labels.append(labels)
+from tests._support import Recorder
 
 
 class TestChildTasks:

@@ -22,12 +22,6 @@ from services.auth_server.core.service import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """The services are written against anyio: run them on both backends."""
-    return str(request.param)
-
-
 @pytest.fixture
 def server(auth_metrics) -> AuthServer:  # type: ignore[no-untyped-def]
     sim = Simulation(seed=1, latency_scale=0, failure_rate=0)

@@ -20,12 +20,6 @@ pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """The services are written against anyio: run them on both backends."""
-    return str(request.param)
-
-
 async def _ok(header: str) -> object:
     if header != "Bearer good":
         raise AuthError("bad_credentials")

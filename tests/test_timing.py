@@ -19,26 +19,7 @@ from otel_aspects.config import MetricsConfig, MetricSpec
 from otel_aspects.decorators import create_timed_context
 from otel_aspects.labels import is_cancellation, outcome_labels
 from otel_aspects.testing import counter_value, histogram_data
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Run every async test on both anyio backends."""
-    return str(request.param)
-
-
-class Recorder:
-    """A record_func that keeps what it was given."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[float, dict[str, Any]]] = []
-
-    def __call__(self, duration: float, labels: dict[str, Any]) -> None:
-        self.calls.append((duration, labels))
-
-    @property
-    def labels(self) -> list[dict[str, Any]]:
-        return [labels for _, labels in self.calls]
+from tests._support import Recorder
 
 
 class FakeClock:
