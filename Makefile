@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy services
 
 unit: $(STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
