@@ -94,6 +94,8 @@ class LabelScope(Protocol):
 
 #: The innermost active scope of the current thread/task, or ``None``.
 ACTIVE: ContextVar[LabelScope | None] = ContextVar("otel_aspects_active_scope", default=None)
+#: ``ACTIVE.get``, bound once: no global plus attribute lookup per ``set_label``.
+_get_active = ACTIVE.get
 
 
 def set_label(key: str, value: object) -> None:
@@ -104,7 +106,7 @@ def set_label(key: str, value: object) -> None:
 
     >>> set_label("route", "/users")  # outside any scope: nothing happens
     """
-    scope = ACTIVE.get()
+    scope = _get_active()
     if scope is not None:
         scope.set_label(key, value)
 
@@ -115,7 +117,7 @@ def set_success(success: bool) -> None:
     An exception leaving the scope is recorded as ``failure`` (or ``cancelled``)
     whatever was set here.
     """
-    scope = ACTIVE.get()
+    scope = _get_active()
     if scope is not None:
         scope.set_success(success)
 

@@ -58,6 +58,7 @@ _lock = threading.Lock()
 _acquire, _release = _lock.acquire, _lock.release
 _new = object.__new__
 _set_active = ACTIVE.set
+_get_active = ACTIVE.get
 
 
 class MetricsSource(Protocol):
@@ -166,17 +167,10 @@ class Run:
         """Add or replace label *key* (``status``/``error_type`` are reserved)."""
         if self._done:
             return
-        try:
-            reserved = key in RESERVED_LABELS
-        except TypeError:  # an unhashable key (a list...): str() it, as the cleaning would
-            converted = _key_to_str(key)
-            if converted is None:
+        if key.__class__ is not str or key in RESERVED_LABELS:
+            key = _checked_key(key)
+            if key is _UNSET:
                 return
-            key = converted
-            reserved = key in RESERVED_LABELS
-        if reserved:
-            warn_reserved(key)
-            return
         extra = self._extra
         if extra is None:
             _acquire()  # a child thread may set the first label concurrently
@@ -193,9 +187,9 @@ class Run:
             key.__class__ is str
             and 0 < len(key) <= MAX_VALUE_LENGTH
             and (
-                cls is int
+                (cls is str and len(value) <= MAX_VALUE_LENGTH)  # type: ignore[arg-type]
+                or cls is int
                 or cls is bool
-                or (cls is str and len(value) <= MAX_VALUE_LENGTH)  # type: ignore[arg-type]
                 or (cls is float and value == value)
             )
         ):
@@ -549,6 +543,7 @@ class Timed(Aspect):
             self._fast = _FastPath(
                 self, ok_attrs, counter_add, hist_record, record, clock, failed_hook
             )
+            self._fast.labels_clean = labels_only
 
     # ------------------------------------------------------------------ with / async with
 
@@ -583,8 +578,41 @@ class Timed(Aspect):
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
         if not self.enabled:
             return False
-        run = ACTIVE.get()
-        if run.__class__ is Run and run._timed is self and run._token is not None:
+        run = _get_active()
+        if run.__class__ is Run and run._timed is self and (token := run._token) is not None:
+            fast = self._fast
+            if exc is None and fast is not None:
+                # finish() and record()'s clean-labels path inline (one frame, no closures):
+                # the same checks in the same order, recording exactly the same data.
+                end = fast.clock()
+                try:
+                    _reset_active(token)
+                except (ValueError, RuntimeError):  # its token belongs to another context
+                    self._exit_unnested(run, exc)
+                    return False
+                if run._done:  # stopped by hand (Run.stop)
+                    return False
+                run._done = True
+                extra = run._extra
+                if run._success is None:
+                    if extra is None:
+                        attrs = fast.attrs
+                    elif fast.labels_clean and not run._dirty:
+                        attrs = dict(extra)  # a copy: a straggler may still write to extra
+                        attrs[STATUS] = SUCCESS
+                    else:
+                        fast.record(run, end - run._start, None, None)
+                        return False
+                    try:
+                        if fast.counter_add is not None:
+                            fast.counter_add(1, attrs)
+                        if fast.hist_record is not None:
+                            fast.hist_record(end - run._start, attrs)
+                    except Exception as record_exc:
+                        fast.failed_hook("recording", record_exc)
+                    return False
+                fast.record(run, end - run._start, None, None)
+                return False
             try:
                 if exc is None:
                     self._finish(run, None)
@@ -801,6 +829,27 @@ def _warn_unnested(name: str) -> None:
     )
 
 
+def _checked_key(key: Any) -> Any:
+    """*key* as ``set_label`` stores it, or ``_UNSET`` to ignore it (a reserved key, warned).
+
+    Only for keys that are not a plain ``str`` or are reserved (the hot path tests that
+    inline): an unhashable key is converted with ``str()``; other keys are kept as they
+    are (cleaned at record time).
+    """
+    try:
+        reserved = key in RESERVED_LABELS
+    except TypeError:  # an unhashable key (a list...): str() it, as the cleaning would
+        converted = _key_to_str(key)
+        if converted is None:
+            return _UNSET
+        key = converted
+        reserved = key in RESERVED_LABELS
+    if reserved:
+        warn_reserved(key)
+        return _UNSET
+    return key
+
+
 def _key_to_str(key: object) -> str | None:
     """An unhashable label key as ``str(key)`` (one WARNING per type); ``None`` if that fails."""
     kind = type(key).__name__
@@ -837,6 +886,7 @@ class _FastPath:
         "counter_add",
         "failed_hook",
         "hist_record",
+        "labels_clean",
         "none_only",
         "owner",
         "record",
@@ -861,6 +911,9 @@ class _FastPath:
         self.clock = clock
         #: The decorated generator function returns only ``None`` (see ``_returns_only_none``).
         self.none_only = False
+        #: The static labels are clean: clean labels set on a run that succeeded need no
+        #: cleaning at record time (record()'s straight-to-the-instruments path).
+        self.labels_clean = False
 
     def wrapper(self, kind: str) -> Callable[..., Any]:
         """The wrapt wrapper for *kind* (``sync``, ``coroutine``, ``gen``, ``async_gen``)."""

@@ -422,6 +422,35 @@ def test_fast_path_success_reuses_prebuilt_attributes() -> None:
     assert all(attributes is first for _, attributes in passed)
 
 
+def test_with_exit_records_set_labels_from_a_copy() -> None:
+    """The inline ``with`` exit hands the instruments a copy of the run's labels plus status.
+
+    The run's own dict never reaches an instrument (an SDK keeps the attribute dict of a new
+    series; a straggler's late ``set_label`` must not change it), and keeps no status.
+    """
+    inst = FakeInstrument()
+    passed: list[tuple[str, Any]] = []
+    inst.add = lambda amount, attributes=None: passed.append(("add", attributes))  # type: ignore[method-assign]
+    inst.record = lambda amount, attributes=None: passed.append(("record", attributes))  # type: ignore[method-assign]
+    t = timed(inst, counter=inst, labels={"a": "b"})
+    assert t._fast is not None
+    with t as run:
+        set_label("k", "v")
+    assert [kind for kind, _ in passed] == ["add", "record"]
+    attrs = passed[0][1]
+    assert attrs == {"a": "b", "k": "v", "status": "success"} and passed[1][1] is attrs
+    assert attrs is not run._extra and run.labels == {"a": "b", "k": "v"}
+    run.set_label("late", 1)  # closed: ignored
+    assert attrs == {"a": "b", "k": "v", "status": "success"}
+    passed.clear()
+    with t as run:
+        run.stop(labels={"early": True})  # recorded here, once; the exit records nothing
+        set_label("late", 1)
+    assert [kind for kind, _ in passed] == ["add", "record"]
+    assert passed[0][1] == {"a": "b", "early": True, "status": "success"}
+    assert current_labels() is None
+
+
 DISABLED = MetricsConfig(
     "svc",
     {
