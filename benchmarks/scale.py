@@ -38,6 +38,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import View
 
 from benchmarks.cases import ASPECTS_AVAILABLE, ATTRS, BENCH_CONFIG, handwritten_instruments
+from otel_aspects.testing import metric_points
 
 __all__ = ("render_md", "run")
 
@@ -154,27 +155,14 @@ if ASPECTS_AVAILABLE:
 # --------------------------------------------------------------------------- reading
 
 
-def _points(reader: InMemoryMetricReader, name: str) -> list[Any]:
-    data = reader.get_metrics_data()
-    out: list[Any] = []
-    if data is None:
-        return out
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                if metric.name == name:
-                    out.extend(metric.data.data_points)
-    return out
-
-
 def totals(inst: Instrumented, by: str | None = None) -> tuple[dict[Any, int], dict[Any, int]]:
     """Counter sum and histogram count, per value of attribute *by* (or ``None``)."""
     counts: dict[Any, int] = {}
     hist: dict[Any, int] = {}
-    for p in _points(inst.reader, inst.counter):
+    for p in metric_points(inst.reader, inst.counter):
         k = p.attributes.get(by) if by else None
         counts[k] = counts.get(k, 0) + int(p.value)
-    for p in _points(inst.reader, inst.histogram):
+    for p in metric_points(inst.reader, inst.histogram):
         k = p.attributes.get(by) if by else None
         hist[k] = hist.get(k, 0) + int(p.count)
     return counts, hist
