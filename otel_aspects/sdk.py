@@ -363,6 +363,21 @@ class _SwitchingMeterProvider(MeterProvider):
                     meter.name, meter.version, meter.schema_url, meter._attributes
                 )
                 meter._rebind(real)
+            for listener in tuple(_switch_listeners):
+                listener(target)
+
+
+#: Called with the new target after every switch (setup, shutdown, fork).
+_switch_listeners: list[Callable[[MeterProvider], None]] = []
+
+
+def on_switch(listener: Callable[[MeterProvider], None]) -> None:
+    """Call *listener(target)* after every change of the global provider's target.
+
+    The target is the SDK ``MeterProvider`` now behind the global API provider, or a
+    no-op provider (after shutdown, or when disabled).  Listeners must not raise.
+    """
+    _switch_listeners.append(listener)
 
 
 # --------------------------------------------------------------------------
