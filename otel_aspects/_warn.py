@@ -31,6 +31,7 @@ def warn_once(
     msg: str,
     *args: object,
     level: int = logging.WARNING,
+    budget: str = "values",
 ) -> bool:
     """Log ``msg % args`` at *level* the first time *cause* is seen.
 

@@ -70,6 +70,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.util.types import Attributes
 
 from . import config as config_module
+from . import engine
 from ._warn import warn_once
 from .config import MetricsConfig
 
@@ -698,6 +699,7 @@ _setup_lock = threading.RLock()
 def _provider() -> _SwitchingMeterProvider:
     if _state.provider is None:
         _state.provider = _SwitchingMeterProvider()
+        engine.use_as_global(_state.provider)
     return _state.provider
 
 
@@ -1278,3 +1280,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# The engine's global store follows every switch: new series, bridged to the new target.
+on_switch(engine.switch_global)
