@@ -30,16 +30,17 @@ from time import time_ns
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.sdk.metrics._internal.exemplar import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    Exemplar,
+    TraceBasedExemplarFilter,
+)
 from opentelemetry.sdk.metrics._internal.instrument import (
     _Counter,
     _Gauge,
     _Histogram,
     _UpDownCounter,
-)
-from opentelemetry.sdk.metrics._internal.exemplar import (
-    AlwaysOffExemplarFilter,
-    AlwaysOnExemplarFilter,
-    TraceBasedExemplarFilter,
 )
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -60,7 +61,6 @@ from opentelemetry.sdk.metrics.view import (
     LastValueAggregation,
     SumAggregation,
 )
-from opentelemetry.sdk.metrics._internal.exemplar import Exemplar
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import engine
@@ -270,7 +270,9 @@ def _scope(key: tuple[str, str | None, str | None]) -> InstrumentationScope:
     return scope
 
 
-def _collect(generation: Generation, reader: Any, now: int) -> dict[InstrumentationScope, list[Metric]]:
+def _collect(
+    generation: Generation, reader: Any, now: int
+) -> dict[InstrumentationScope, list[Metric]]:
     state = _reader_state(generation, reader)
     out: dict[InstrumentationScope, list[Metric]] = {}
     for instrument, table in list(generation.tables.items()):
@@ -375,9 +377,7 @@ def _point(
     )
 
 
-def _metric(
-    instrument: Instrument, points: list[Any], delta: bool
-) -> Metric:
+def _metric(instrument: Instrument, points: list[Any], delta: bool) -> Metric:
     temporality = _DELTA if delta else AggregationTemporality.CUMULATIVE
     kind = instrument.kind
     data: Sum | Gauge | Histogram

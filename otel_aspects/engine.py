@@ -117,13 +117,21 @@ class Series:
     span_id, trace_id)``, or ``None``.
     """
 
-    __slots__ = ("attributes", "exemplar", "n", "start")
+    __slots__ = ("attributes", "exemplar", "mixed", "n", "start")
 
     def __init__(self, attributes: dict[str, Any]) -> None:
         self.attributes = attributes
         self.start = time_ns()
         self.n = 0
         self.exemplar: tuple[Any, ...] | None = None
+        #: Some value is not a str: raw dicts that compare equal may still differ in
+        #: type (``True == 1 == 1.0``), so an alias hit checks the types.
+        self.mixed = any(v.__class__ is not str for v in attributes.values())
+
+    def same_types(self, items: tuple[tuple[Any, Any], ...]) -> bool:
+        """Whether raw *items* have this series' value types (the SDK keeps 1 and True apart)."""
+        attributes = self.attributes
+        return all(value.__class__ is attributes.get(key, value).__class__ for key, value in items)
 
 
 class SumSeries(Series):
@@ -193,7 +201,15 @@ class HistogramSeries(Series):
 class Generation:
     """A store's series between two resets (setup, shutdown, fork), and their lock."""
 
-    __slots__ = ("__weakref__", "delta_windows", "exemplar_filter", "lock", "readers", "sampling", "tables")
+    __slots__ = (
+        "__weakref__",
+        "delta_windows",
+        "exemplar_filter",
+        "lock",
+        "readers",
+        "sampling",
+        "tables",
+    )
 
     def __init__(self, sampling: int = SAMPLE_TRACE, exemplar_filter: Any = None) -> None:
         self.lock = threading.Lock()
@@ -225,7 +241,9 @@ class Generation:
                         series.windows.append([_INF, -_INF])
         return slot
 
-    def offer(self, series: Series, value: int | float, context: Context | None, index: int) -> None:
+    def offer(
+        self, series: Series, value: int | float, context: Context | None, index: int
+    ) -> None:
         """Keep *value* as an exemplar of *series* if the SDK's filter would sample it."""
         mode = self.sampling
         if mode == SAMPLE_OFF:
@@ -284,8 +302,11 @@ class Table:
         if raw is None:
             raw = {}
         try:
-            series = self.aliases[tuple(raw.items())]  # type: ignore[attr-defined]
+            items = tuple(raw.items())  # type: ignore[attr-defined]
+            series = self.aliases[items]
         except Exception:  # unseen, unhashable, or not a mapping
+            return self._resolve(raw)
+        if series.mixed and not series.same_types(items):
             return self._resolve(raw)
         return series
 
@@ -297,29 +318,17 @@ class Table:
         if series is None:
             with self.generation.lock:
                 series = self.series.get(key)
-                if series is None:
-                    series = self._admit(key, attributes)
+                if series is None:  # a copy: the caller may change its dict later
+                    series = self._admit(key, dict(attributes))
         if (
             raw.__class__ is dict
             and len(self.aliases) < 4 * instrument.max_series + 16
             and all(
-                k.__class__ is str and v.__class__ in _ALIASABLE and v == v
-                for k, v in raw.items()
+                k.__class__ is str and v.__class__ in _ALIASABLE and v == v for k, v in raw.items()
             )
         ):
-            items = tuple(raw.items())
-            if self._alias_safe(items, series):
-                self.aliases[items] = series
+            self.aliases[tuple(raw.items())] = series
         return series
-
-    @staticmethod
-    def _alias_safe(items: tuple[tuple[Any, Any], ...], series: Series) -> bool:
-        # True == 1 == 1.0 as dict keys: alias a raw tuple only to the series whose
-        # values have the same types, so {"a": 1} never reaches {"a": True}'s series.
-        attributes = series.attributes
-        return all(
-            value.__class__ is attributes.get(key, value).__class__ for key, value in items
-        )
 
     def _admit(self, key: frozenset[tuple[str, type, Any]], attributes: dict[str, Any]) -> Series:
         """Create the series of a new attribute set, or the overflow series (lock held)."""
@@ -474,13 +483,14 @@ class Counter(_SumInstrument):
         """Add *amount* (finite, non-negative)."""
         v: Any = amount
         cls = v.__class__
-        if (cls is int and 0 <= v <= INT64_MAX) or (cls is float and 0.0 <= v < _INF):
-            if self.sdk is None:
-                try:
-                    self._aggregate(amount, self.table.lookup(attributes), context)
-                except Exception as exc:
-                    self._failed(exc)
-                return
+        if (
+            (cls is int and 0 <= v <= INT64_MAX) or (cls is float and 0.0 <= v < _INF)
+        ) and self.sdk is None:
+            try:
+                self._aggregate(amount, self.table.lookup(attributes), context)
+            except Exception as exc:
+                self._failed(exc)
+            return
         self._record(amount, attributes, context)
 
 
@@ -539,13 +549,14 @@ class Histogram(Instrument):
         """Record *amount* (finite, non-negative)."""
         v: Any = amount
         cls = v.__class__
-        if (cls is float and 0.0 <= v < _INF) or (cls is int and 0 <= v <= INT64_MAX):
-            if self.sdk is None:
-                try:
-                    self._aggregate(amount, self.table.lookup(attributes), context)
-                except Exception as exc:
-                    self._failed(exc)
-                return
+        if (
+            (cls is float and 0.0 <= v < _INF) or (cls is int and 0 <= v <= INT64_MAX)
+        ) and self.sdk is None:
+            try:
+                self._aggregate(amount, self.table.lookup(attributes), context)
+            except Exception as exc:
+                self._failed(exc)
+            return
         self._record(amount, attributes, context)
 
 
@@ -589,15 +600,28 @@ class Pair:
     refreshed when the store starts a new generation.
     """
 
-    __slots__ = ("_cache", "_table_c", "_table_h", "counter", "fused", "histogram")
+    __slots__ = (
+        "_cache",
+        "_ok",
+        "_ok_pair",
+        "_table_c",
+        "_table_h",
+        "counter",
+        "fused",
+        "histogram",
+    )
 
-    def __init__(self, counter: Any, histogram: Any) -> None:
+    def __init__(self, counter: Any, histogram: Any, ok: dict[str, Any] | None = None) -> None:
         self.counter = counter
         self.histogram = histogram
+        #: The attributes of the common outcome (static labels, success), found by identity.
+        self._ok = ok
+        self._ok_pair: tuple[Series | None, Series | None] | None = None
         #: Both are engine instruments of one store (or one is None): one lock for both.
-        self.fused = all(
-            i is None or isinstance(i, Instrument) for i in (counter, histogram)
-        ) and len({i.store for i in (counter, histogram) if i is not None}) == 1
+        self.fused = (
+            all(i is None or isinstance(i, Instrument) for i in (counter, histogram))
+            and len({i.store for i in (counter, histogram) if i is not None}) == 1
+        )
         self._cache: dict[Any, tuple[Series | None, Series | None]] = {}
         self._table_c: Table | None = None
         self._table_h: Table | None = None
@@ -605,8 +629,10 @@ class Pair:
     def record(self, duration: float, attributes: dict[str, Any]) -> None:
         """Record one measured call with (cleaned) *attributes*; never raises."""
         counter, histogram = self.counter, self.histogram
-        if not self.fused or (counter is not None and counter.sdk is not None) or (
-            histogram is not None and histogram.sdk is not None
+        if (
+            not self.fused
+            or (counter is not None and counter.sdk is not None)
+            or (histogram is not None and histogram.sdk is not None)
         ):
             self._record_apart(duration, attributes)
             return
@@ -615,10 +641,20 @@ class Pair:
                 histogram is not None and self._table_h is not histogram.table
             ):
                 self._refresh()
-            try:
-                pair = self._cache[tuple(attributes.items())]
-            except KeyError:
-                pair = self._find(attributes)
+            if attributes is self._ok:
+                pair = self._ok_pair
+                if pair is None:
+                    pair = self._ok_pair = self._find(attributes)
+            else:
+                try:
+                    items = tuple(attributes.items())
+                    pair = self._cache[items]
+                except Exception:  # unseen, or an unhashable value
+                    pair = self._find(attributes)
+                else:
+                    some = pair[0] if pair[0] is not None else pair[1]
+                    if some is not None and some.mixed and not some.same_types(items):
+                        pair = self._find(attributes)
             counter_series, histogram_series = pair
             generation = (counter if counter is not None else histogram).table.generation
             index = 0
@@ -638,6 +674,7 @@ class Pair:
 
     def _refresh(self) -> None:
         self._cache = {}
+        self._ok_pair = None
         self._table_c = None if self.counter is None else self.counter.table
         self._table_h = None if self.histogram is None else self.histogram.table
 
@@ -647,7 +684,10 @@ class Pair:
             None if self._table_h is None else self._table_h.lookup(attributes),
         )
         cache = self._cache
-        if len(cache) < 256 and all(v.__class__ in _ALIASABLE for v in attributes.values()):
+        if len(cache) < 256 and all(
+            k.__class__ is str and v.__class__ in _ALIASABLE and v == v
+            for k, v in attributes.items()
+        ):
             cache[tuple(attributes.items())] = pair
         return pair
 
@@ -817,4 +857,3 @@ def _short(value: object) -> str:
     except Exception:
         text = f"<{type(value).__name__}>"
     return text if len(text) <= 60 else text[:57] + "..."
-
