@@ -30,9 +30,9 @@ from .config import (
     MetricKind,
     MetricsConfig,
     MetricSpec,
-    _remember,
+    as_metrics_config,
     bucket_problem,
-    load_metrics_config,
+    register_config,
 )
 
 __all__ = ("OTelMetricsClient", "create_metrics_client")
@@ -87,10 +87,9 @@ class OTelMetricsClient:
         meter_provider: MeterProvider | None = None,
     ) -> None:
         self.service_name = service_name
-        if config is None:
-            config = load_metrics_config(service_name)
+        config = as_metrics_config(config, service_name)
         self.config = config
-        _remember(config)
+        register_config(config)
         self._lock = threading.Lock()
         self._debugged: set[str] = set()
         self._specs: dict[str, MetricSpec] = {s.name: s for s in config.metrics.values()}
