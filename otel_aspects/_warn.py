@@ -240,7 +240,7 @@ class _ShortRepr(reprlib.Repr):
 
 
 def short_repr(value: object, limit: int = 80) -> str:
-    """``repr(value)`` in at most about *limit* characters; never raises.
+    """``repr(value)`` in at most *limit* characters (16 at least); never raises.
 
     Looks at no more than a few levels and items of a nested structure, so that
     a value built from shared objects (a YAML alias bomb) costs no more than a
@@ -248,8 +248,8 @@ def short_repr(value: object, limit: int = 80) -> str:
 
     >>> short_repr("requests_total")
     "'requests_total'"
-    >>> short_repr("x" * 1_000_000, limit=40)
-    "'xxxxxxx...xxxxxxx' (1000000 characters)"
+    >>> short_repr("x" * 1_000_000, limit=50)
+    "'xxxxxxxxxxxx...xxxxxxxxxxxx' (1000000 characters)"
     >>> short_repr([[1, 2, 3]] * 1000, limit=40)
     '[[1, 2, 3], [1, 2, 3], [1, 2, 3], [1,...'
     """
@@ -258,9 +258,12 @@ def short_repr(value: object, limit: int = 80) -> str:
         size = ""
         if isinstance(value, str | bytes | bytearray) and len(value) > limit:
             size = f" ({len(value)} {'characters' if isinstance(value, str) else 'bytes'})"
-        text = _ShortRepr(max(limit - len(size), 8)).repr(value)
-        if len(text) > limit:
-            text = text[: limit - 3] + "..."
+        if len(size) > limit // 2:  # no room to say the size
+            size = ""
+        room = limit - len(size)
+        text = _ShortRepr(room).repr(value)
+        if len(text) > room:
+            text = text[: room - 3] + "..."
         return text + size
     except Exception:
         try:
