@@ -386,8 +386,9 @@ class _Collector:
     def finish(self) -> list[str]:
         """The messages, with one last line counting those not listed."""
         if self.unlisted:
+            what = "mapping" if self.source == MAPPING_SOURCE else "file"
             self.errors.append(
-                f"{self.source}: file: {self.unlisted} more problem(s) not listed (only the "
+                f"{self.source}: {what}: {self.unlisted} more problem(s) not listed (only the "
                 f"first {MAX_REPORTED_ERRORS} are); fix the ones above and check again"
             )
             self.unlisted = 0

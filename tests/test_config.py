@@ -577,6 +577,9 @@ class TestBoundedMessages:
             f"{path}: file: {extra} more problem(s) not listed (only the first "
             f"{MAX_REPORTED_ERRORS} are); fix the ones above and check again"
         )
+        cfg = as_metrics_config({"gauges": [1] * (MAX_REPORTED_ERRORS + 1)}, "svc")
+        assert len(cfg.errors) == MAX_REPORTED_ERRORS + 1
+        assert cfg.errors[-1].startswith("<mapping>: mapping: 1 more problem(s) not listed")
 
     def test_config_flood_does_not_silence_record_time_warnings(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
