@@ -13,6 +13,7 @@ name at most).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any, TypeAlias
@@ -28,9 +29,9 @@ from .config import (
     MetricKind,
     MetricsConfig,
     MetricSpec,
-    _remember,
+    as_metrics_config,
     bucket_problem,
-    load_metrics_config,
+    register_config,
 )
 from .engine import Counter, Gauge, Histogram, Instrument, UpDownCounter
 
@@ -39,6 +40,9 @@ __all__ = ("OTelMetricsClient", "create_metrics_client")
 logger = logging.getLogger(__name__)
 
 Attributes: TypeAlias = Mapping[str, Any] | None
+#: What ``config=`` accepts: a loaded config, a mapping shaped like the YAML, a path, or
+#: ``None`` (load ``<service>.yml`` the usual way); see ``config.as_metrics_config``.
+ConfigSource: TypeAlias = MetricsConfig | Mapping[str, Any] | str | os.PathLike[str] | None
 
 #: Names for which "not recorded" was logged at DEBUG, per client, at most.
 _MAX_DEBUGGED = 1024
@@ -61,15 +65,14 @@ class OTelMetricsClient:
     def __init__(
         self,
         service_name: str,
-        config: MetricsConfig | None = None,
+        config: ConfigSource = None,
         *,
         meter_provider: MeterProvider | None = None,
     ) -> None:
         self.service_name = service_name
-        if config is None:
-            config = load_metrics_config(service_name)
+        config = as_metrics_config(config, service_name)
         self.config = config
-        _remember(config)
+        register_config(config)
         self._lock = threading.Lock()
         self._debugged: set[str] = set()
         self._specs: dict[str, MetricSpec] = {s.name: s for s in config.metrics.values()}
@@ -409,13 +412,15 @@ def _api_factory(meter: Meter, spec: MetricSpec) -> Any:
 
 def create_metrics_client(
     service_name: str,
-    config: MetricsConfig | None = None,
+    config: ConfigSource = None,
     *,
     meter_provider: MeterProvider | None = None,
 ) -> OTelMetricsClient:
     """Create the metrics client of *service_name*.
 
-    With ``config=None`` the config is loaded with :func:`load_metrics_config`.
+    *config* is a `MetricsConfig`, a mapping shaped like the YAML (validated the same
+    way), a path to a YAML file or folder, or ``None``: loaded with
+    :func:`load_metrics_config`. Anything else is a ``TypeError``.
 
     >>> metrics = create_metrics_client("my_service")          # doctest: +SKIP
     >>> metrics.record_counter("requests_total", 1, {"endpoint": "/api"})  # doctest: +SKIP

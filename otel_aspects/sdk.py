@@ -873,7 +873,7 @@ def _config_after_setup(config: MetricsConfig) -> None:
         )
 
 
-config_module._listeners.append(_config_after_setup)
+config_module.on_config_registered(_config_after_setup)
 
 
 def _views() -> list[View]:
