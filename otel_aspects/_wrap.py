@@ -60,11 +60,10 @@ class Aspect:
     def __init__(self) -> None:
         self.enabled = True
 
-    def _suspend(self, call: Any) -> None:
-        """A generator yields: per-call context state steps aside (nothing by default)."""
-
-    def _resume(self, call: Any) -> None:
-        """A generator is resumed (nothing by default)."""
+    #: A generator yields / is resumed: per-call context state steps aside and back
+    #: (nothing by default).
+    _suspend: Callable[[Any], None] = staticmethod(lambda call: None)
+    _resume: Callable[[Any], None] = staticmethod(lambda call: None)
 
     def _for_target(self, func: Any) -> Aspect:
         """The aspect whose hooks run for the calls of *func* (called once, at decoration).

@@ -42,7 +42,8 @@ from collections.abc import Callable, Sequence
 from time import time_ns
 from typing import Any, Final
 
-from opentelemetry.context import Context, get_current
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, get_current_span
 
 from ._attributes import clean_attributes
@@ -76,6 +77,11 @@ OVERFLOW_ATTRIBUTES: Final = {"otel.metric.overflow": True}
 _OVERFLOW_KEY: Final = frozenset({("otel.metric.overflow", bool, True)})
 
 _INF = float("inf")
+#: ``opentelemetry.context.get_current`` without its own frame: the runtime context's
+#: bound method (the API's ``_RUNTIME_CONTEXT``; pinned by tests/test_bridge.py), else
+#: the public function.  Read on every measurement under the default exemplar filter.
+_runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+get_current: Callable[[], Context] = getattr(_runtime, "get_current", otel_context.get_current)
 #: Exemplar sampling per generation: never, with a sampled span (the SDK's default
 #: ``trace_based``), always, or a user's own ``ExemplarFilter``.
 SAMPLE_OFF, SAMPLE_TRACE, SAMPLE_ALWAYS, SAMPLE_CUSTOM = 0, 1, 2, 3
@@ -249,6 +255,8 @@ class Generation:
         if mode == SAMPLE_OFF:
             return
         ctx = context if context is not None else get_current()
+        if mode == SAMPLE_TRACE and not ctx:
+            return  # an empty context holds no span, so no sampled one
         span_id = trace_id = None
         if mode != SAMPLE_ALWAYS or ctx:
             span = get_current_span(ctx)
@@ -409,6 +417,7 @@ class Instrument:
     def route_to_sdk(self, enabled: bool) -> None:
         """Record through the OTel instrument (``True``) or the engine (``False``)."""
         self.sdk = self.api_instrument() if enabled else None
+        self.store.epoch += 1
 
     def new_series(self, attributes: dict[str, Any], windows: int) -> Series:
         return SumSeries(attributes)
@@ -466,7 +475,9 @@ class _SumInstrument(Instrument):
         with generation.lock:
             series.value += value  # type: ignore[attr-defined]
             series.n += 1
-        if generation.sampling:
+        if generation.sampling and (
+            generation.sampling != SAMPLE_TRACE or context or get_current()
+        ):
             generation.offer(series, value, context, 0)
 
     def add(self, amount: float, attributes: Any = None, context: Context | None = None) -> None:
@@ -516,7 +527,9 @@ class Gauge(Instrument):
         with generation.lock:
             series.value = value  # type: ignore[attr-defined]
             series.n += 1
-        if generation.sampling:
+        if generation.sampling and (
+            generation.sampling != SAMPLE_TRACE or context or get_current()
+        ):
             generation.offer(series, value, context, 0)
 
     def set(self, amount: float, attributes: Any = None, context: Context | None = None) -> None:
@@ -542,7 +555,9 @@ class Histogram(Instrument):
         generation = self.table.generation
         with generation.lock:
             index = series.observe(value)  # type: ignore[attr-defined]
-        if generation.sampling:
+        if generation.sampling and (
+            generation.sampling != SAMPLE_TRACE or context or get_current()
+        ):
             generation.offer(series, value, context, index)
 
     def record(self, amount: float, attributes: Any = None, context: Context | None = None) -> None:
@@ -596,51 +611,59 @@ class Pair:
     """A counter's ``+1`` and a histogram's duration, per attribute set, under one lock.
 
     Either may be ``None``, or a plain OpenTelemetry instrument (then it is called
-    directly).  Series are found through a cache keyed by ``tuple(attrs.items())``,
-    refreshed when the store starts a new generation.
+    directly).  Series are found through a cache keyed by ``tuple(attrs.items())``
+    -- the attributes of the common outcome (*ok*) by identity -- refreshed when
+    the store's epoch moves (a new generation, a change of route).
     """
 
     __slots__ = (
         "_cache",
+        "_epoch",
+        "_fused",
+        "_generation",
         "_ok",
         "_ok_pair",
+        "_store",
         "_table_c",
         "_table_h",
         "counter",
-        "fused",
         "histogram",
     )
 
     def __init__(self, counter: Any, histogram: Any, ok: dict[str, Any] | None = None) -> None:
         self.counter = counter
         self.histogram = histogram
-        #: The attributes of the common outcome (static labels, success), found by identity.
         self._ok = ok
-        self._ok_pair: tuple[Series | None, Series | None] | None = None
+        engine_instruments = [i for i in (counter, histogram) if isinstance(i, Instrument)]
+        stores = {i.store for i in engine_instruments}
         #: Both are engine instruments of one store (or one is None): one lock for both.
-        self.fused = (
-            all(i is None or isinstance(i, Instrument) for i in (counter, histogram))
-            and len({i.store for i in (counter, histogram) if i is not None}) == 1
+        self._store: Store | None = (
+            stores.pop()
+            if len(stores) == 1
+            and len(engine_instruments) == sum(i is not None for i in (counter, histogram))
+            else None
         )
+        self._epoch = -1
+        self._fused = False
+        self._generation: Generation | None = None
+        self._ok_pair: tuple[Series | None, Series | None] | None = None
         self._cache: dict[Any, tuple[Series | None, Series | None]] = {}
         self._table_c: Table | None = None
         self._table_h: Table | None = None
 
     def record(self, duration: float, attributes: dict[str, Any]) -> None:
-        """Record one measured call with (cleaned) *attributes*; never raises."""
-        counter, histogram = self.counter, self.histogram
-        if (
-            not self.fused
-            or (counter is not None and counter.sdk is not None)
-            or (histogram is not None and histogram.sdk is not None)
-        ):
+        """Record one measured call with (cleaned) *attributes*.
+
+        Never raises for engine instruments; a plain OTel instrument's exception
+        propagates, for the caller to report.
+        """
+        store = self._store
+        if store is None or self._epoch != store.epoch:
+            self._refresh()
+        if not self._fused:
             self._record_apart(duration, attributes)
             return
         try:
-            if (counter is not None and self._table_c is not counter.table) or (
-                histogram is not None and self._table_h is not histogram.table
-            ):
-                self._refresh()
             if attributes is self._ok:
                 pair = self._ok_pair
                 if pair is None:
@@ -656,7 +679,7 @@ class Pair:
                     if some is not None and some.mixed and not some.same_types(items):
                         pair = self._find(attributes)
             counter_series, histogram_series = pair
-            generation = (counter if counter is not None else histogram).table.generation
+            generation: Generation = self._generation  # type: ignore[assignment]
             index = 0
             with generation.lock:
                 if counter_series is not None:
@@ -664,19 +687,27 @@ class Pair:
                     counter_series.n += 1
                 if histogram_series is not None:
                     index = histogram_series.observe(duration)  # type: ignore[attr-defined]
-            if generation.sampling:
+            if generation.sampling and (generation.sampling != SAMPLE_TRACE or get_current()):
                 if counter_series is not None:
                     generation.offer(counter_series, 1, None, 0)
                 if histogram_series is not None:
                     generation.offer(histogram_series, duration, None, index)
         except Exception as exc:
-            (counter if counter is not None else histogram)._failed(exc)
+            (self.counter if self.counter is not None else self.histogram)._failed(exc)
 
     def _refresh(self) -> None:
+        store = self._store
+        counter, histogram = self.counter, self.histogram
         self._cache = {}
         self._ok_pair = None
-        self._table_c = None if self.counter is None else self.counter.table
-        self._table_h = None if self.histogram is None else self.histogram.table
+        if store is None:
+            self._fused = False
+            return
+        self._epoch = store.epoch
+        self._fused = all(i is None or i.sdk is None for i in (counter, histogram))
+        self._table_c = None if counter is None else counter.table
+        self._table_h = None if histogram is None else histogram.table
+        self._generation = (self._table_c or self._table_h).generation  # type: ignore[union-attr]
 
     def _find(self, attributes: dict[str, Any]) -> tuple[Series | None, Series | None]:
         pair = (
@@ -692,7 +723,6 @@ class Pair:
         return pair
 
     def _record_apart(self, duration: float, attributes: dict[str, Any]) -> None:
-        # Raises, for the caller to report which instrument failed.
         if self.counter is not None:
             self.counter.add(1, attributes)
         if self.histogram is not None:
@@ -716,6 +746,9 @@ class Store:
         self.sampling = SAMPLE_TRACE
         self.exemplar_filter: Any = None
         self.gen = Generation()
+        #: Moves whenever a generation starts or an instrument changes route (what
+        #: :class:`Pair` caches is then stale).
+        self.epoch = 0
         #: Called with each new generation (the bridge follows it).
         self.on_generation: list[Callable[[Generation], None]] = []
 
@@ -764,6 +797,7 @@ class Store:
             for instrument in self.instruments.values():
                 instrument.table = gen.table(instrument)
             self.gen = gen
+            self.epoch += 1
         for listener in tuple(self.on_generation):
             listener(gen)
         return gen

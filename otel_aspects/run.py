@@ -3,7 +3,7 @@
 A :class:`Run` is made by one constructor for every form (a decorated call, a
 ``with`` block, :meth:`~otel_aspects.timing.Timed.start`).  It holds the labels
 set so far and the outcome asked for, and is closed exactly once by
-:meth:`Run.end`, which hands what it holds to its ``timed``'s one recording
+:meth:`Run.close`, which hands what it holds to its ``timed``'s one recording
 function.  After that, changes are ignored (a straggling child task's
 ``set_label`` lands nowhere).
 """
@@ -59,12 +59,19 @@ class Run:
     def __init__(
         self,
         owner: Timed,
-        labels: dict[str, Any] | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
         *,
         scope: bool = True,
     ) -> None:
-        """Start measuring now; with *scope*, become the innermost ``set_label`` scope."""
+        """Start measuring now, for a call with *args* and *kwargs* (a block has none).
+
+        The labels start as *owner*'s static ones, plus what its ``extract_labels``
+        finds in the arguments; with *scope*, the run becomes the innermost
+        ``set_label`` scope.
+        """
         self._timed = owner
+        labels = None if owner._extract is None else owner._extracted(args, kwargs or {})
         self._labels = labels
         self._dirty = labels is not None
         self._success = None
@@ -140,19 +147,50 @@ class Run:
         if success is not None:
             self.set_success(success)
         duration = end - self._start
-        self.end(end, None, error)
+        self.close(None, error, end)
         return duration
 
     # ------------------------------------------------------------------ lifecycle
 
-    def end(self, end: float, result: object, exc: BaseException | None) -> None:
-        """Close the run (once) and record it: every form of ``timed`` ends here."""
+    def close(
+        self, result: object = None, exc: BaseException | None = None, end: float | None = None
+    ) -> None:
+        """Close the run, once, and record it: every form of ``timed`` ends here.
+
+        *result* or *exc* is the outcome.  Without *end*, this is a decorated call
+        that returned or raised: the run reads the clock and leaves its scope.
+        With *end*, the caller has read the clock and restored the scope itself (a
+        ``with`` block, :meth:`stop`, an out-of-order exit).
+        """
+        if end is None:
+            end = self._timed._clock()
+            _reset_active(self._token)  # type: ignore[arg-type]
         if self._done:
             return
         self._done = True
         self._timed._record(
             end - self._start, self._labels, self._success, self._dirty, result, exc
         )
+
+    def failed(self, exc: BaseException) -> None:
+        """A decorated call raised *exc* (a generator closed early: ``GeneratorExit``)."""
+        self.close(None, exc)
+
+    def exit_block(self, owner: Timed, end: float, exc: BaseException | None) -> bool:
+        """Exit *owner*'s ``with`` block, if this run is its plain innermost scope.
+
+        Restores the enclosing scope and records the run; ``False`` (nothing done)
+        when this is not *owner*'s block or its token belongs to another context:
+        the out-of-order exit of :mod:`otel_aspects.scopes` then takes over.
+        """
+        if self._timed is not owner or self._token is None:
+            return False
+        try:
+            _reset_active(self._token)
+        except (ValueError, RuntimeError):  # entered in another context
+            return False
+        self.close(None, exc, end)
+        return True
 
     def exit_scope(self) -> None:
         """Stop being the innermost scope (a decorated call returned, a generator yields).
@@ -176,10 +214,6 @@ class Run:
     def is_open(self, owner: Timed) -> bool:
         """Still to be recorded, and measured by *owner*."""
         return not self._done and self._timed is owner
-
-    def is_innermost_block_of(self, owner: Timed) -> bool:
-        """The plain innermost ``with`` run of *owner* (its token can restore the scope)."""
-        return self._timed is owner and self._token is not None
 
     def parent_scope(self) -> LabelScope | None:
         """The scope that was active when this run was entered (or relinked to)."""

@@ -120,7 +120,7 @@ def exit_unnested(
                 if child.__class__ is not GenScope:  # a generator's is legitimate
                     _warn_unnested(timed.name)
             run.detach()
-            run.end(end, None, exc)
+            run.close(None, exc, end)
             return
         child = scope
         scope = _parent_of(scope)

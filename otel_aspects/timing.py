@@ -17,7 +17,7 @@ reserved outcome labels, which nothing else can set.
 
 Every form -- a decorated call of any kind, ``with``, ``async with``,
 ``start()``/``Run.stop()`` -- makes its :class:`~otel_aspects.run.Run` with the
-one constructor and ends it with :meth:`Run.end <otel_aspects.run.Run.end>`, which
+one constructor and ends it with :meth:`Run.close <otel_aspects.run.Run.close>`, which
 calls :meth:`Timed._record`: the one function that decides the outcome and the
 labels and records them.
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from functools import partial
 from sys import _getframe
 from time import perf_counter
 from typing import Any, Literal
@@ -134,30 +135,31 @@ class Timed(Aspect):
         error_if: Callable[[Any], object] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__()
         if histogram is None and counter is None and record_func is None:
             raise ValueError(
                 "otel_aspects: timed() needs somewhere to record: a histogram, a counter "
                 "or a record_func (for example timed('request_duration_seconds', client=metrics))"
             )
-        for role, hook in (
-            ("record_func", record_func),
-            ("extract_labels", extract_labels),
-            ("outcome_labels", outcome_labels),
-            ("error_if", error_if),
-            ("clock", clock),
-        ):
-            check_callable(hook, role)
-        hist, hist_name = resolve(histogram, client, "histogram", "histogram")
-        cnt, cnt_name = resolve(counter, client, "counter", "counter")
-        name = hist_name or cnt_name or getattr(record_func, "__qualname__", "record_func")
-        self.name: str = str(name)
-        self._static = drop_reserved(_static_labels(labels))
-        cleaned = clean_attributes(self._static, self.name)
-        #: The static labels need no cleaning (clean_attributes returned them as they are).
-        self._static_clean = cleaned is self._static
-        self._ok_attrs = {**cleaned, STATUS: SUCCESS}
-        self._ok_labels = {**self._static, STATUS: SUCCESS}
+        if not _all_callable(record_func, extract_labels, outcome_labels, error_if, clock):
+            for role, hook in (
+                ("record_func", record_func),
+                ("extract_labels", extract_labels),
+                ("outcome_labels", outcome_labels),
+                ("error_if", error_if),
+                ("clock", clock),
+            ):
+                check_callable(hook, role)
+        hist = cnt = None
+        name: object = None
+        if histogram is not None:
+            hist, name = resolve(histogram, client, "histogram", "histogram")
+        if counter is not None:
+            cnt, counter_name = resolve(counter, client, "counter", "counter")
+            name = name or counter_name
+        self.name: str = str(name or getattr(record_func, "__qualname__", "record_func"))
+        self._static, self._static_clean, self._ok_attrs, self._ok_labels = _static_parts(
+            labels, self.name
+        )
         self._clock = perf_counter if clock is None else self._guarded_clock(clock)
         self._record_func = record_func
         self._extract = extract_labels
@@ -166,7 +168,6 @@ class Timed(Aspect):
         #: No hook can change the outcome or add labels at the end.
         self._plain = outcome_labels is None and error_if is None
         self._pair = None if hist is None and cnt is None else Pair(cnt, hist, self._ok_attrs)
-        self._where = f"timed block {self.name!r}"
         self.enabled = hist is not None or cnt is not None or record_func is not None
 
     def _for_target(self, func: Any) -> Timed:
@@ -174,7 +175,9 @@ class Timed(Aspect):
         twin = _new(type(self))
         twin.__dict__.update(self.__dict__)
         twin._decorating = True
-        twin._where = f"function {target_name(func)!r}"
+        twin._target = target_name(func)
+        twin._begin = partial(Run, twin)  # Run(twin, args, kwargs): the one constructor
+        twin._begin = partial(Run, twin)
         return twin
 
     def _guarded_clock(self, clock: Callable[[], float]) -> Callable[[], float]:
@@ -243,8 +246,14 @@ class Timed(Aspect):
             except Exception as hook_exc:
                 self._hook_failed("record_func", hook_exc)
 
+    #: The decorated callable's name (set on the per-target copy), for warnings.
+    _target: str | None = None
+
     def _hook_failed(self, role: str, exc: BaseException) -> None:
-        hook_failed(self._where, role, exc, self._effect(role))
+        where = (
+            f"timed block {self.name!r}" if self._target is None else f"function {self._target!r}"
+        )
+        hook_failed(where, role, exc, self._effect(role))
 
     def _effect(self, role: str) -> str:
         """What became of the call's measurement when *role* failed (built only then)."""
@@ -271,32 +280,21 @@ class Timed(Aspect):
 
     # ------------------------------------------------------------------ hooks of @
 
-    def _begin(self, args: Args, kwargs: Kwargs) -> Run:
-        labels = None
-        if self._extract is not None:
-            try:
-                extracted = self._extract(*args, **kwargs)
-                if extracted:
-                    labels = {**self._static, **drop_reserved(extracted)}
-            except Exception as exc:
-                self._hook_failed("extract_labels", exc)
-        return Run(self, labels)
+    def _extracted(self, args: Args, kwargs: Kwargs) -> dict[str, Any] | None:
+        """The static labels plus ``extract_labels(*args, **kwargs)``, or ``None``."""
+        try:
+            extracted = self._extract(*args, **kwargs)  # type: ignore[misc]
+            if extracted:
+                return {**self._static, **drop_reserved(extracted)}
+        except Exception as exc:
+            self._hook_failed("extract_labels", exc)
+        return None
 
-    def _finish(self, run: Run, result: object) -> None:
-        end = self._clock()
-        run.exit_scope()
-        run.end(end, result, None)
-
-    def _fail(self, run: Run, exc: BaseException) -> None:
-        end = self._clock()
-        run.exit_scope()
-        run.end(end, None, exc)
-
-    def _suspend(self, run: Run) -> None:
-        run.exit_scope()
-
-    def _resume(self, run: Run) -> None:
-        run.enter_scope()
+    # The hooks the wrappers of `@` drive: the run's own methods (no frame of ours between).
+    _finish = staticmethod(Run.close)
+    _fail = staticmethod(Run.failed)
+    _suspend = staticmethod(Run.exit_scope)
+    _resume = staticmethod(Run.enter_scope)
 
     # ------------------------------------------------------------------ with / async with
 
@@ -304,7 +302,7 @@ class Timed(Aspect):
         if not self.enabled:
             return NULL_RUN
         frame = _getframe(1)
-        run = self._begin((), {}) if self._extract is not None else Run(self)
+        run = Run(self)
         if frame.f_code.co_flags & GEN_FLAGS:
             # The block can be suspended at a `yield` while the consumer runs in the same
             # context: a stand-in scope steps aside while the generator is suspended.
@@ -316,22 +314,15 @@ class Timed(Aspect):
             return False
         end = self._clock()
         scope = _get_active()
-        if scope.__class__ is Run and scope.is_innermost_block_of(self):
-            try:
-                scope.exit_scope()
-            except (ValueError, RuntimeError):  # its token belongs to another context
-                exit_unnested(self, scope, end, exc)
-                return False
-            scope.end(end, None, exc)
-            return False
-        exit_unnested(self, scope, end, exc)
+        if scope.__class__ is not Run or not scope.exit_block(self, end, exc):
+            exit_unnested(self, scope, end, exc)
         return False
 
     async def __aenter__(self) -> Run:
         if not self.enabled:
             return NULL_RUN
         frame = _getframe(1)  # the frame of the `async with`
-        run = self._begin((), {}) if self._extract is not None else Run(self)
+        run = Run(self)
         if frame.f_code.co_flags & GEN_FLAGS:
             enter_in_generator(run, frame)
         return run
@@ -365,19 +356,60 @@ class Timed(Aspect):
 timed = Timed
 
 
+def _all_callable(*hooks: object) -> bool:
+    for hook in hooks:
+        if hook is not None and not callable(hook):
+            return False
+    return True
+
+
+_StaticParts = tuple[dict[str, Any], bool, dict[str, Any], dict[str, Any]]
+#: Static labels seen before -> what construction derives from them (bounded): a
+#: ``timed`` built per call with the same labels derives nothing twice.
+_static_cache: dict[tuple[str, tuple[tuple[Any, Any], ...]], _StaticParts] = {}
+_STATIC_CACHE_SIZE = 512
+_CACHEABLE = frozenset((str, int, float, bool))
+
+
+def _static_parts(labels: object, name: str) -> _StaticParts:
+    """``(static labels, already clean, success attributes, success labels)``; never shared
+    mutably (nothing derived is changed after construction)."""
+    key = None
+    if labels.__class__ is dict:
+        try:
+            key = (name, tuple(labels.items()))
+            parts = _static_cache.get(key)
+        except Exception:  # an unhashable value
+            key = parts = None
+        if parts is not None:
+            return parts
+    static = _static_labels(labels)
+    cleaned = clean_attributes(static, name) if static else static
+    parts = (static, cleaned is static, {**cleaned, STATUS: SUCCESS}, {**static, STATUS: SUCCESS})
+    if (
+        key is not None
+        and len(_static_cache) < _STATIC_CACHE_SIZE
+        and all(k.__class__ is str and v.__class__ in _CACHEABLE for k, v in static.items())
+    ):
+        _static_cache[key] = parts
+    return parts
+
+
 def _static_labels(labels: object) -> dict[str, Any]:
-    """The static ``labels=`` as a dict; a clear ``TypeError`` at decoration time otherwise."""
+    """The static ``labels=`` as a new dict without reserved keys (decoration-time errors)."""
     if labels is None:
         return {}
-    if not isinstance(labels, Mapping):
-        raise TypeError(
-            f"otel_aspects: labels= must be a mapping of label names to values, "
-            f"got {type(labels).__name__}"
-        )
-    try:
-        return dict(labels)
-    except Exception as exc:
-        raise TypeError(
-            f"otel_aspects: labels= could not be read ({type(exc).__name__}: "
-            f"{str(exc)[:100]}); pass a plain dict of label names to values"
-        ) from exc
+    if labels.__class__ is not dict:
+        if not isinstance(labels, Mapping):
+            raise TypeError(
+                f"otel_aspects: labels= must be a mapping of label names to values, "
+                f"got {type(labels).__name__}"
+            )
+        try:
+            labels = dict(labels)
+        except Exception as exc:
+            raise TypeError(
+                f"otel_aspects: labels= could not be read ({type(exc).__name__}: "
+                f"{str(exc)[:100]}); pass a plain dict of label names to values"
+            ) from exc
+    return drop_reserved(labels)
