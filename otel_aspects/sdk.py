@@ -6,12 +6,15 @@ configured -- an in-memory reader), Views from the YAML configs loaded so far,
 and a resource carrying ``service.name`` and a per-process ``service.instance.id``.
 
 The global OpenTelemetry API accepts a provider only once per process, so the
-global provider installed here is a small *switching* provider of our own.  It
-hands out meters and instruments that delegate to the current SDK provider; the
-target is swapped when ``setup_metrics`` is called again, after ``shutdown_metrics``
-(to a no-op provider), and in a worker process forked after setup (to a fresh SDK
-provider with empty aggregation state and a new ``service.instance.id``).
-Instruments obtained before any swap keep working.
+global provider installed here is a small *switching* provider of our own
+(:mod:`otel_aspects._switching`).  It hands out meters and instruments that
+delegate to the current SDK provider; the target is swapped when
+``setup_metrics`` is called again, after ``shutdown_metrics`` (to a no-op
+provider), and in a worker process forked after setup (to a fresh SDK provider
+with empty aggregation state and a new ``service.instance.id``).  Instruments
+obtained before any swap keep working.  The exporters' outage policy lives in
+:mod:`otel_aspects._exporters`; this module holds the plan (what was asked),
+the build (what was made of it), setup, shutdown and the fork handler.
 
 Exports never slow down or break the service: recording only aggregates in
 memory, the OTLP exporter runs in the SDK's background thread with a short
@@ -36,40 +39,26 @@ import os
 import threading
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import metrics as metrics_api
-from opentelemetry.context import Context
-from opentelemetry.metrics import (
-    CallbackT,
-    Counter,
-    Histogram,
-    Meter,
-    MeterProvider,
-    NoOpMeterProvider,
-    ObservableCounter,
-    ObservableGauge,
-    ObservableUpDownCounter,
-    UpDownCounter,
-)
-from opentelemetry.metrics import _Gauge as Gauge
+from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     InMemoryMetricReader,
-    MetricExporter,
-    MetricExportResult,
     MetricReader,
-    MetricsData,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.util.types import Attributes
 
+from . import _switching
 from . import config as config_module
+from ._exporters import _guarded_log_exporter, _GuardedMetricExporter, install_quiet_filter
+from ._switching import _SwitchingMeterProvider, on_switch
 from ._warn import warn_once
 from .config import MetricsConfig
 
@@ -77,12 +66,14 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs import LoggerProvider
 
 __all__ = (
+    "DEFAULT_ENGINE",
     "DEFAULT_OTLP_ENDPOINT",
     "DEFAULT_OTLP_TIMEOUT_SECONDS",
     "DEFAULT_PROMETHEUS_HOST",
     "DEFAULT_PROMETHEUS_PORT",
     "MetricsSetup",
     "current_setup",
+    "on_switch",
     "setup_metrics",
     "shutdown_metrics",
 )
@@ -102,436 +93,13 @@ DEFAULT_PROMETHEUS_PORT: Final = 9464
 
 _KNOWN_EXPORTERS: Final = ("otlp", "prometheus", "console", "none")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
-# Loggers of the OTLP/HTTP exporters: they log every failed attempt.
-_OTLP_LOGGERS: Final = (
-    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
-    "opentelemetry.exporter.otlp.proto.http._log_exporter",
-    "opentelemetry.exporter.otlp.common.http",
-)
+#: Where client recordings go: ``"engine"`` (the pre-aggregating engine) or ``"sdk"``
+#: (straight to SDK instruments); ``setup_metrics(engine=)`` or ``OTEL_ASPECTS_ENGINE``.
+DEFAULT_ENGINE: Final = "engine"
+ENGINES: Final = ("engine", "sdk")
 
 ReaderSpec = MetricReader | Callable[[], MetricReader]
 """An extra reader: an instance, or a factory (rebuilt in forked workers)."""
-
-
-# --------------------------------------------------------------------------
-# Switching provider: the global provider, whose target can change.
-# --------------------------------------------------------------------------
-
-# One lock for every switch; replaced in a forked child (a parent thread may
-# have held it at fork time).
-_switch_lock = threading.RLock()
-
-
-class _Delegate:
-    """Mixin: an instrument forwarding to ``_real``, rebuilt by ``_factory``."""
-
-    _real: Any
-    _factory: Callable[[Meter], Any]
-
-    def _rebind(self, meter: Meter) -> None:
-        try:
-            self._real = self._factory(meter)
-        except Exception as exc:  # an instrument the new SDK refuses
-            _log.warning("otel_aspects: cannot re-create instrument (%s); it is now a no-op", exc)
-            self._real = self._factory(NoOpMeterProvider().get_meter("otel_aspects"))
-
-
-class _Counter(_Delegate, Counter):
-    def __init__(self, factory: Callable[[Meter], Counter], meter: Meter) -> None:
-        self._factory = factory
-        self._real = factory(meter)
-
-    def add(
-        self, amount: float, attributes: Attributes = None, context: Context | None = None
-    ) -> None:
-        self._real.add(amount, attributes, context)
-
-
-class _UpDownCounter(_Delegate, UpDownCounter):
-    def __init__(self, factory: Callable[[Meter], UpDownCounter], meter: Meter) -> None:
-        self._factory = factory
-        self._real = factory(meter)
-
-    def add(
-        self, amount: float, attributes: Attributes = None, context: Context | None = None
-    ) -> None:
-        self._real.add(amount, attributes, context)
-
-
-class _Histogram(_Delegate, Histogram):
-    def __init__(self, factory: Callable[[Meter], Histogram], meter: Meter) -> None:
-        self._factory = factory
-        self._real = factory(meter)
-
-    def record(
-        self, amount: float, attributes: Attributes = None, context: Context | None = None
-    ) -> None:
-        self._real.record(amount, attributes, context)
-
-
-class _Gauge(_Delegate, Gauge):
-    def __init__(self, factory: Callable[[Meter], Gauge], meter: Meter) -> None:
-        self._factory = factory
-        self._real = factory(meter)
-
-    def set(
-        self, amount: float, attributes: Attributes = None, context: Context | None = None
-    ) -> None:
-        self._real.set(amount, attributes, context)
-
-
-class _ObservableCounter(_Delegate, ObservableCounter):
-    def __init__(self, factory: Callable[[Meter], ObservableCounter], meter: Meter) -> None:
-        self._factory = factory
-        self._real = factory(meter)
-
-
-class _ObservableGauge(_Delegate, ObservableGauge):
-    def __init__(self, factory: Callable[[Meter], ObservableGauge], meter: Meter) -> None:
-        self._factory = factory
-        self._real = factory(meter)
-
-
-class _ObservableUpDownCounter(_Delegate, ObservableUpDownCounter):
-    def __init__(self, factory: Callable[[Meter], ObservableUpDownCounter], meter: Meter) -> None:
-        self._factory = factory
-        self._real = factory(meter)
-
-
-class _SwitchingMeter(Meter):
-    """A meter whose instruments follow the switching provider's target."""
-
-    def __init__(
-        self,
-        name: str,
-        version: str | None,
-        schema_url: str | None,
-        attributes: Attributes,
-        real: Meter,
-    ) -> None:
-        super().__init__(name, version=version, schema_url=schema_url)
-        self._attributes = attributes
-        self._real = real
-        self._instruments: dict[tuple[object, ...], _Delegate] = {}
-
-    def _rebind(self, real: Meter) -> None:
-        self._real = real
-        for instrument in self._instruments.values():
-            instrument._rebind(real)
-
-    def _get(
-        self,
-        key: tuple[object, ...],
-        make: Callable[[Callable[[Meter], Any], Meter], _Delegate],
-        factory: Callable[[Meter], Any],
-    ) -> Any:
-        with _switch_lock:
-            instrument = self._instruments.get(key)
-            if instrument is None:
-                instrument = make(factory, self._real)
-                self._instruments[key] = instrument
-            return instrument
-
-    @staticmethod
-    def _key(
-        kind: str, name: str, unit: str, description: str, extra: object = None
-    ) -> tuple[object, ...]:
-        return (kind, name.strip().lower(), unit, description, extra)
-
-    def create_counter(self, name: str, unit: str = "", description: str = "") -> Counter:
-        result: Counter = self._get(
-            self._key("counter", name, unit, description),
-            _Counter,
-            lambda m: m.create_counter(name, unit, description),
-        )
-        return result
-
-    def create_up_down_counter(
-        self, name: str, unit: str = "", description: str = ""
-    ) -> UpDownCounter:
-        result: UpDownCounter = self._get(
-            self._key("up_down_counter", name, unit, description),
-            _UpDownCounter,
-            lambda m: m.create_up_down_counter(name, unit, description),
-        )
-        return result
-
-    def create_histogram(
-        self,
-        name: str,
-        unit: str = "",
-        description: str = "",
-        *,
-        explicit_bucket_boundaries_advisory: Sequence[float] | None = None,
-    ) -> Histogram:
-        buckets = (
-            None
-            if explicit_bucket_boundaries_advisory is None
-            else tuple(explicit_bucket_boundaries_advisory)
-        )
-        result: Histogram = self._get(
-            self._key("histogram", name, unit, description, buckets),
-            _Histogram,
-            lambda m: m.create_histogram(
-                name, unit, description, explicit_bucket_boundaries_advisory=buckets
-            ),
-        )
-        return result
-
-    def create_gauge(self, name: str, unit: str = "", description: str = "") -> Gauge:
-        result: Gauge = self._get(
-            self._key("gauge", name, unit, description),
-            _Gauge,
-            lambda m: m.create_gauge(name, unit, description),
-        )
-        return result
-
-    def create_observable_counter(
-        self,
-        name: str,
-        callbacks: Sequence[CallbackT] | None = None,
-        unit: str = "",
-        description: str = "",
-    ) -> ObservableCounter:
-        cbs = tuple(callbacks or ())
-        result: ObservableCounter = self._get(
-            self._key("observable_counter", name, unit, description, cbs),
-            _ObservableCounter,
-            lambda m: m.create_observable_counter(name, cbs, unit, description),
-        )
-        return result
-
-    def create_observable_gauge(
-        self,
-        name: str,
-        callbacks: Sequence[CallbackT] | None = None,
-        unit: str = "",
-        description: str = "",
-    ) -> ObservableGauge:
-        cbs = tuple(callbacks or ())
-        result: ObservableGauge = self._get(
-            self._key("observable_gauge", name, unit, description, cbs),
-            _ObservableGauge,
-            lambda m: m.create_observable_gauge(name, cbs, unit, description),
-        )
-        return result
-
-    def create_observable_up_down_counter(
-        self,
-        name: str,
-        callbacks: Sequence[CallbackT] | None = None,
-        unit: str = "",
-        description: str = "",
-    ) -> ObservableUpDownCounter:
-        cbs = tuple(callbacks or ())
-        result: ObservableUpDownCounter = self._get(
-            self._key("observable_up_down_counter", name, unit, description, cbs),
-            _ObservableUpDownCounter,
-            lambda m: m.create_observable_up_down_counter(name, cbs, unit, description),
-        )
-        return result
-
-
-class _SwitchingMeterProvider(MeterProvider):
-    """The provider installed as the global one; its target can be swapped."""
-
-    def __init__(self) -> None:
-        self._target: MeterProvider = NoOpMeterProvider()
-        self._meters: dict[tuple[object, ...], _SwitchingMeter] = {}
-
-    def get_meter(
-        self,
-        name: str,
-        version: str | None = None,
-        schema_url: str | None = None,
-        attributes: Attributes = None,
-    ) -> Meter:
-        key = (name, version, schema_url, repr(sorted((attributes or {}).items())))
-        with _switch_lock:
-            meter = self._meters.get(key)
-            if meter is None:
-                real = self._target.get_meter(name, version, schema_url, attributes)
-                meter = _SwitchingMeter(name, version, schema_url, attributes, real)
-                self._meters[key] = meter
-            return meter
-
-    def _switch(self, target: MeterProvider) -> None:
-        with _switch_lock:
-            self._target = target
-            for meter in self._meters.values():
-                real = target.get_meter(
-                    meter.name, meter.version, meter.schema_url, meter._attributes
-                )
-                meter._rebind(real)
-            for listener in tuple(_switch_listeners):
-                listener(target)
-
-
-#: Called with the new target after every switch (setup, shutdown, fork).
-_switch_listeners: list[Callable[[MeterProvider], None]] = []
-
-
-def on_switch(listener: Callable[[MeterProvider], None]) -> None:
-    """Call *listener(target)* after every change of the global provider's target.
-
-    The target is the SDK ``MeterProvider`` now behind the global API provider, or a
-    no-op provider (after shutdown, or when disabled).  Listeners must not raise.
-    """
-    _switch_listeners.append(listener)
-
-
-# --------------------------------------------------------------------------
-# Outage handling: one WARNING per outage, one INFO on recovery.
-# --------------------------------------------------------------------------
-
-_guard = threading.local()
-
-
-class _QuietFilter(logging.Filter):
-    """Drops the OTLP exporters' per-attempt lines logged inside a guarded export.
-
-    The guarded exporter reports the outage itself, once; the dropped message is
-    kept as the detail of that report.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        tracker: _OutageTracker | None = getattr(_guard, "tracker", None)
-        if tracker is None:
-            return True
-        tracker.last_detail = record.getMessage()
-        return False
-
-
-_quiet_filter = _QuietFilter()
-
-
-def _install_quiet_filter() -> None:
-    for name in _OTLP_LOGGERS:
-        logger = logging.getLogger(name)
-        if _quiet_filter not in logger.filters:
-            logger.addFilter(_quiet_filter)
-
-
-class _OutageTracker:
-    """Remembers whether exports to one endpoint are failing; logs transitions only."""
-
-    def __init__(self, signal: str, endpoint: str, loss_note: str) -> None:
-        self.signal = signal
-        self.endpoint = endpoint
-        self.loss_note = loss_note
-        self.failing = False
-        self.failures = 0
-        self.outages = 0
-        self.last_detail = ""
-
-    def run(self, export: Callable[[], bool]) -> bool:
-        """Run one export with the SDK's own failure lines silenced."""
-        self.last_detail = ""
-        _guard.tracker = self
-        try:
-            ok = export()
-        except Exception as exc:  # an exporter must never raise into the reader
-            ok = False
-            self.last_detail = f"{type(exc).__name__}: {exc}"
-        finally:
-            _guard.tracker = None
-        if ok:
-            if self.failing:
-                _log.info(
-                    "otel_aspects: OTLP %s export to %s recovered after %d failed attempt(s)",
-                    self.signal,
-                    self.endpoint,
-                    self.failures,
-                )
-                self.failing = False
-                self.failures = 0
-        else:
-            self.failures += 1
-            if not self.failing:
-                self.failing = True
-                self.outages += 1
-                _log.warning(
-                    "otel_aspects: OTLP %s export to %s is failing (%s); %s. "
-                    "Further failures are not logged until exports succeed again.",
-                    self.signal,
-                    self.endpoint,
-                    self.last_detail or "no detail",
-                    self.loss_note,
-                )
-        return ok
-
-
-class _GuardedMetricExporter(MetricExporter):
-    """Wraps an OTLP metric exporter: quiet outages, never raises, fork-aware.
-
-    A copy inherited by a forked child never sends: the child exports through
-    a provider of its own, and the parent's state must not be counted twice.
-    """
-
-    def __init__(self, inner: MetricExporter, endpoint: str) -> None:
-        super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
-        )
-        self._inner = inner
-        self._pid = os.getpid()
-        self.tracker = _OutageTracker(
-            "metrics",
-            endpoint,
-            "recording goes on and, with cumulative temporality, the totals are sent "
-            "by the first export that succeeds",
-        )
-
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
-        if os.getpid() != self._pid:
-            return MetricExportResult.FAILURE
-        ok = self.tracker.run(
-            lambda: (
-                self._inner.export(metrics_data, timeout_millis=timeout_millis)
-                is MetricExportResult.SUCCESS
-            )
-        )
-        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return os.getpid() != self._pid or self._inner.force_flush(timeout_millis)
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        if os.getpid() == self._pid:
-            self._inner.shutdown(timeout_millis=timeout_millis)
-
-
-def _guarded_log_exporter(endpoint: str, timeout: float | None) -> Any:
-    """An OTLP/HTTP log exporter with the same outage policy as metrics."""
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
-
-    class _GuardedLogExporter(LogRecordExporter):
-        def __init__(self) -> None:
-            self._inner = OTLPLogExporter(endpoint=endpoint, timeout=timeout)
-            self._pid = os.getpid()
-            self.tracker = _OutageTracker(
-                "logs", endpoint, "log records are dropped while the collector is unreachable"
-            )
-
-        def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
-            if os.getpid() != self._pid:
-                return LogRecordExportResult.FAILURE
-            ok = self.tracker.run(
-                lambda: self._inner.export(batch) is LogRecordExportResult.SUCCESS
-            )
-            return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
-
-        def shutdown(self) -> None:
-            if os.getpid() == self._pid:
-                self._inner.shutdown()  # type: ignore[no-untyped-call]
-
-        def force_flush(self, timeout_millis: int = 30_000) -> bool:
-            return True
-
-    return _GuardedLogExporter()
 
 
 class _NotOpenTelemetry(logging.Filter):
@@ -561,6 +129,7 @@ class _Plan:
     resource_attributes: Mapping[str, Any]
     enable_metrics: bool
     enable_logs: bool
+    engine: str = DEFAULT_ENGINE
 
 
 @dataclass
@@ -575,7 +144,6 @@ class _Installation:
     prometheus_port: int | None = None
     logger_provider: LoggerProvider | None = None
     log_handler: logging.Handler | None = None
-    rebuilt_readers: list[MetricReader] = field(default_factory=list)
 
 
 class MetricsSetup:
@@ -603,6 +171,26 @@ class MetricsSetup:
     def active(self) -> bool:
         """``False`` when disabled (``OTEL_SDK_DISABLED``) or after shutdown/replacement."""
         return self._active
+
+    @property
+    def engine(self) -> str:
+        """Where client recordings go: ``"engine"`` (pre-aggregated) or ``"sdk"``."""
+        return self._plan.engine if self._plan else DEFAULT_ENGINE
+
+    def _deactivate(self) -> _Installation | None:
+        """Mark this setup replaced or shut down; the installation to tear down, if any.
+
+        Returns ``None`` when it was not active (already shut down, or disabled), so
+        that a caller never tears one installation down twice.
+        """
+        if not self._active:
+            return None
+        self._active = False
+        return self._installation
+
+    def _replace_installation(self, installation: _Installation) -> None:
+        """Describe *installation* from now on (a forked worker's rebuilt provider)."""
+        self._installation = installation
 
     @property
     def service_name(self) -> str | None:
@@ -685,7 +273,6 @@ class MetricsSetup:
 
 
 class _State:
-    provider: _SwitchingMeterProvider | None = None
     current: MetricsSetup | None = None
     atexit_registered = False
     global_owned = False
@@ -696,9 +283,14 @@ _setup_lock = threading.RLock()
 
 
 def _provider() -> _SwitchingMeterProvider:
-    if _state.provider is None:
-        _state.provider = _SwitchingMeterProvider()
-    return _state.provider
+    return _switching.switching_provider()
+
+
+def _switch_existing(target: MeterProvider) -> None:
+    """Switch the global provider's target, if the switching provider exists."""
+    provider = _switching.existing_provider()
+    if provider is not None:
+        provider._switch(target)
 
 
 def current_setup() -> MetricsSetup | None:
@@ -840,6 +432,38 @@ def _resolve_interval(millis: float | None) -> float | None:
     return value
 
 
+def _resolve_engine(engine: str | None) -> str:
+    """``"engine"`` or ``"sdk"``: the argument (checked), else ``OTEL_ASPECTS_ENGINE``."""
+    if engine is not None:
+        if engine not in ENGINES:
+            raise ValueError(
+                f"setup_metrics: engine={_bounded(engine)} is not one of "
+                f"{', '.join(map(repr, ENGINES))}"
+            )
+        return engine
+    raw = _env("OTEL_ASPECTS_ENGINE")
+    if not raw:
+        return DEFAULT_ENGINE
+    if raw.lower() in ENGINES:
+        return raw.lower()
+    _log.error(
+        "otel_aspects: OTEL_ASPECTS_ENGINE=%s is not one of %s; using %r",
+        _bounded(raw),
+        ", ".join(map(repr, ENGINES)),
+        DEFAULT_ENGINE,
+    )
+    return DEFAULT_ENGINE
+
+
+def _bounded(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to about *limit* characters for a log line or an error."""
+    try:
+        text = repr(value)
+    except Exception:  # a hostile __repr__
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _check_prometheus_available() -> None:
     """Fail at configuration time, before anything running is touched."""
     try:
@@ -956,7 +580,7 @@ def _build(
                 OTLPMetricExporter,
             )
 
-            _install_quiet_filter()
+            install_quiet_filter()
             inst.otlp_exporter = _GuardedMetricExporter(
                 OTLPMetricExporter(endpoint=plan.metrics_endpoint, timeout=plan.otlp_timeout),
                 plan.metrics_endpoint,
@@ -1024,6 +648,11 @@ def _discard(inst: _Installation) -> None:
             _log.debug("otel_aspects: discarding reader %r failed", reader, exc_info=True)
     if inst.meter_provider is not None:
         inst.meter_provider.shutdown(timeout_millis=0)
+    _close_prometheus(inst)
+
+
+def _close_prometheus(inst: _Installation) -> None:
+    """Stop serving and free the port (in the process that started the server)."""
     if inst.prometheus_server is not None:
         inst.prometheus_server.shutdown()
         inst.prometheus_server.server_close()
@@ -1034,7 +663,7 @@ def _build_logs(plan: _Plan, inst: _Installation) -> None:
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-    _install_quiet_filter()
+    install_quiet_filter()
     provider = LoggerProvider(resource=inst.resource, shutdown_on_exit=False)
     provider.add_log_record_processor(
         BatchLogRecordProcessor(_guarded_log_exporter(plan.logs_endpoint, plan.otlp_timeout))
@@ -1052,10 +681,7 @@ def _teardown(inst: _Installation, timeout_millis: float) -> None:
     """Flush and shut down one installation (in the process that built it)."""
     if inst.log_handler is not None:
         logging.getLogger().removeHandler(inst.log_handler)
-    if inst.prometheus_server is not None:
-        inst.prometheus_server.shutdown()
-        inst.prometheus_server.server_close()
-        inst.prometheus_server = None
+    _close_prometheus(inst)
     if inst.meter_provider is not None:
         inst.meter_provider.force_flush(timeout_millis)
         inst.meter_provider.shutdown(timeout_millis)
@@ -1081,6 +707,7 @@ def setup_metrics(
     export_interval_millis: float | None = None,
     extra_readers: Iterable[ReaderSpec] = (),
     resource_attributes: Mapping[str, Any] | None = None,
+    engine: str | None = None,
 ) -> MetricsSetup:
     """Configure the OpenTelemetry SDK for this process; safe to call again.
 
@@ -1114,6 +741,7 @@ def setup_metrics(
         setup = setup_metrics("my_service", exporters="otlp,prometheus", prometheus_port=0)
         print(setup.prometheus_port)
     """
+    chosen_engine = _resolve_engine(engine)
     with _setup_lock:
         if _env("OTEL_SDK_DISABLED").lower() in _TRUE:
             _shutdown_locked(timeout_millis=10_000)
@@ -1151,15 +779,12 @@ def setup_metrics(
             resource_attributes=dict(resource_attributes or {}),
             enable_metrics=enable_metrics,
             enable_logs=enable_logs,
+            engine=chosen_engine,
         )
         previous = _state.current
         if previous is not None and previous._installation is not None:
             # Free the Prometheus port before the new server binds it.
-            old = previous._installation
-            if old.prometheus_server is not None:
-                old.prometheus_server.shutdown()
-                old.prometheus_server.server_close()
-                old.prometheus_server = None
+            _close_prometheus(previous._installation)
         instance_id = str(plan.resource_attributes.get("service.instance.id") or uuid.uuid4())
         try:
             inst = _build(plan, instance_id)
@@ -1173,9 +798,9 @@ def setup_metrics(
         provider._switch(inst.meter_provider or NoOpMeterProvider())
         _install_global(provider)
         _state.current = setup
-        if previous is not None and previous._installation is not None and previous.active:
-            previous._active = False
-            _teardown(previous._installation, 10_000)
+        retired = previous._deactivate() if previous is not None else None
+        if retired is not None:
+            _teardown(retired, 10_000)
         if not _state.atexit_registered:
             atexit.register(_at_exit)
             _state.atexit_registered = True
@@ -1205,12 +830,11 @@ def _install_global(provider: _SwitchingMeterProvider) -> None:
 def _shutdown_locked(timeout_millis: float) -> None:
     setup = _state.current
     _state.current = None
-    if setup is None or not setup.active or setup._installation is None:
+    retired = setup._deactivate() if setup is not None else None
+    if retired is None:
         return
-    setup._active = False
-    if _state.provider is not None:
-        _state.provider._switch(NoOpMeterProvider())
-    _teardown(setup._installation, timeout_millis)
+    _switch_existing(NoOpMeterProvider())
+    _teardown(retired, timeout_millis)
 
 
 def shutdown_metrics(timeout_millis: float = 10_000) -> None:
@@ -1239,8 +863,8 @@ def _at_exit() -> None:
 
 def _after_fork_in_child() -> None:
     """Give a forked worker a provider of its own, with empty aggregation state."""
-    global _switch_lock, _setup_lock
-    _switch_lock = threading.RLock()
+    global _setup_lock
+    _switching.reset_after_fork()
     _setup_lock = threading.RLock()
     setup = _state.current
     if setup is None or not setup.active or setup._plan is None:
@@ -1268,13 +892,11 @@ def _after_fork_in_child() -> None:
         )
     except Exception:
         _log.exception("otel_aspects: cannot rebuild metrics in forked worker %d", os.getpid())
-        if _state.provider is not None:
-            _state.provider._switch(NoOpMeterProvider())
-        setup._active = False
+        _switch_existing(NoOpMeterProvider())
+        setup._deactivate()
         return
-    setup._installation = inst
-    if _state.provider is not None:
-        _state.provider._switch(inst.meter_provider or NoOpMeterProvider())
+    setup._replace_installation(inst)
+    _switch_existing(inst.meter_provider or NoOpMeterProvider())
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
