@@ -55,7 +55,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
-from . import _switching
+from . import _exit, _switching
 from . import config as config_module
 from ._exporters import _guarded_log_exporter, _GuardedMetricExporter, install_quiet_filter
 from ._switching import _SwitchingMeterProvider, on_switch
@@ -67,15 +67,18 @@ if TYPE_CHECKING:
 
 __all__ = (
     "DEFAULT_ENGINE",
+    "DEFAULT_EXIT_TIMEOUT_MILLIS",
     "DEFAULT_OTLP_ENDPOINT",
     "DEFAULT_OTLP_TIMEOUT_SECONDS",
     "DEFAULT_PROMETHEUS_HOST",
     "DEFAULT_PROMETHEUS_PORT",
+    "MAX_OTLP_TIMEOUT_SECONDS",
     "MetricsSetup",
     "current_setup",
     "on_switch",
     "setup_metrics",
     "shutdown_metrics",
+    "warn_if_not_set_up",
 )
 
 _INF = float("inf")
@@ -87,6 +90,12 @@ DEFAULT_OTLP_ENDPOINT: Final = "http://otel-collector:4318"
 #: OTLP/HTTP timeout (seconds, per export including retries) when neither
 #: ``OTEL_EXPORTER_OTLP_METRICS_TIMEOUT`` nor ``OTEL_EXPORTER_OTLP_TIMEOUT`` is set.
 DEFAULT_OTLP_TIMEOUT_SECONDS: Final = 2.0
+#: A timeout variable above this many seconds is a mistake (most likely the spec's
+#: milliseconds, which the Python exporter reads as seconds): one ERROR, a sane value.
+MAX_OTLP_TIMEOUT_SECONDS: Final = 60.0
+#: How long the exit flush may take: at interpreter exit, on SIGTERM/SIGHUP, and on
+#: the way out of a multiprocessing worker (``setup_metrics(exit_timeout_millis=)``).
+DEFAULT_EXIT_TIMEOUT_MILLIS: Final = 5_000.0
 #: Loopback only unless ``OTEL_PROMETHEUS_HOST`` / ``prometheus_host`` says otherwise.
 DEFAULT_PROMETHEUS_HOST: Final = "127.0.0.1"
 DEFAULT_PROMETHEUS_PORT: Final = 9464
@@ -121,7 +130,8 @@ class _Plan:
     use_memory: bool
     metrics_endpoint: str
     logs_endpoint: str
-    otlp_timeout: float | None
+    otlp_timeout: float
+    logs_timeout: float
     interval_millis: float | None
     prometheus_host: str
     prometheus_port: int
@@ -130,6 +140,8 @@ class _Plan:
     enable_metrics: bool
     enable_logs: bool
     engine: str = DEFAULT_ENGINE
+    flush_on_signals: bool = True
+    exit_timeout_millis: float = DEFAULT_EXIT_TIMEOUT_MILLIS
 
 
 @dataclass
@@ -249,16 +261,24 @@ class MetricsSetup:
         return self._installation.instance_id if self._installation else None
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        """Collect and export now (metrics and logs); ``True`` when nothing timed out."""
+        """Collect and export now (metrics and logs); ``True`` when nothing timed out.
+
+        Returns within about *timeout_millis*, whatever the exporter's own timeout
+        (a collector that accepts connections and never answers cannot hold it).
+        """
         inst = self._installation
         if inst is None or not self._active:
             return True
-        ok = True
-        if inst.meter_provider is not None:
-            ok = inst.meter_provider.force_flush(timeout_millis)
-        if inst.logger_provider is not None:
-            ok = inst.logger_provider.force_flush(int(timeout_millis)) and ok
-        return ok
+
+        def flush() -> bool:
+            ok = True
+            if inst.meter_provider is not None:
+                ok = inst.meter_provider.force_flush(timeout_millis)
+            if inst.logger_provider is not None:
+                ok = inst.logger_provider.force_flush(int(timeout_millis)) and ok
+            return ok
+
+        return _bounded("force_flush", flush, timeout_millis)
 
     def __repr__(self) -> str:
         return (
@@ -275,6 +295,7 @@ class MetricsSetup:
 class _State:
     current: MetricsSetup | None = None
     atexit_registered = False
+    ever_set_up = False
     global_owned = False
 
 
@@ -437,7 +458,7 @@ def _resolve_engine(engine: str | None) -> str:
     if engine is not None:
         if engine not in ENGINES:
             raise ValueError(
-                f"setup_metrics: engine={_bounded(engine)} is not one of "
+                f"setup_metrics: engine={_quote(engine)} is not one of "
                 f"{', '.join(map(repr, ENGINES))}"
             )
         return engine
@@ -448,20 +469,88 @@ def _resolve_engine(engine: str | None) -> str:
         return raw.lower()
     _log.error(
         "otel_aspects: OTEL_ASPECTS_ENGINE=%s is not one of %s; using %r",
-        _bounded(raw),
+        _quote(raw),
         ", ".join(map(repr, ENGINES)),
         DEFAULT_ENGINE,
     )
     return DEFAULT_ENGINE
 
 
-def _bounded(value: object, limit: int = 80) -> str:
+def _quote(value: object, limit: int = 80) -> str:
     """``repr(value)``, cut to about *limit* characters for a log line or an error."""
     try:
         text = repr(value)
     except Exception:  # a hostile __repr__
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _resolve_otlp_timeout(signal: str, reported: set[str]) -> float:
+    """Seconds per OTLP export: ``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT``, else the generic one.
+
+    Read in seconds, as the Python exporter does.  A value that is not a positive
+    number, or more than :data:`MAX_OTLP_TIMEOUT_SECONDS`, is reported once (per
+    variable in *reported*) and replaced: a value of 1000 or more is taken as the
+    spec's milliseconds, anything else too large as the maximum.
+    """
+    name = f"OTEL_EXPORTER_OTLP_{signal}_TIMEOUT"
+    raw = _env(name)
+    if not raw:
+        name = "OTEL_EXPORTER_OTLP_TIMEOUT"
+        raw = _env(name)
+    if not raw:
+        return DEFAULT_OTLP_TIMEOUT_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if 0 < value <= MAX_OTLP_TIMEOUT_SECONDS:
+        return value
+    if 0 < value < _INF:
+        sane = value / 1000 if value >= 1000 else MAX_OTLP_TIMEOUT_SECONDS
+        sane = min(sane, MAX_OTLP_TIMEOUT_SECONDS)
+        why = (
+            f"would be {value:g} seconds per export: the Python OTLP exporter reads it in "
+            "seconds, though the OpenTelemetry spec says milliseconds"
+        )
+    else:
+        sane = DEFAULT_OTLP_TIMEOUT_SECONDS
+        why = "is not a positive number of seconds"
+    if name not in reported:
+        reported.add(name)
+        _log.error("otel_aspects: %s=%s %s; using %g s", name, _quote(raw), why, sane)
+    return sane
+
+
+def _resolve_exit_timeout(millis: float | None) -> float:
+    if millis is None:
+        return DEFAULT_EXIT_TIMEOUT_MILLIS
+    if isinstance(millis, bool) or not isinstance(millis, int | float) or not 0 < millis < _INF:
+        raise ValueError(
+            f"setup_metrics: exit_timeout_millis={_quote(millis)} must be a positive number "
+            "of milliseconds, e.g. 5000"
+        )
+    return float(millis)
+
+
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def _resolve_flush_on_signals(flag: bool | None) -> bool:
+    """The argument, else ``OTEL_ASPECTS_FLUSH_ON_SIGNALS`` (default on)."""
+    if flag is not None:
+        return bool(flag)
+    raw = _env("OTEL_ASPECTS_FLUSH_ON_SIGNALS")
+    if not raw or raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    _log.error(
+        "otel_aspects: OTEL_ASPECTS_FLUSH_ON_SIGNALS=%s is not true or false; flushing on "
+        "SIGTERM/SIGHUP (the default)",
+        _quote(raw),
+    )
+    return True
 
 
 def _check_prometheus_available() -> None:
@@ -666,7 +755,7 @@ def _build_logs(plan: _Plan, inst: _Installation) -> None:
     install_quiet_filter()
     provider = LoggerProvider(resource=inst.resource, shutdown_on_exit=False)
     provider.add_log_record_processor(
-        BatchLogRecordProcessor(_guarded_log_exporter(plan.logs_endpoint, plan.otlp_timeout))
+        BatchLogRecordProcessor(_guarded_log_exporter(plan.logs_endpoint, plan.logs_timeout))
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -677,7 +766,44 @@ def _build_logs(plan: _Plan, inst: _Installation) -> None:
     inst.log_handler = handler
 
 
+def _bounded(what: str, work: Callable[[], bool], timeout_millis: float) -> bool:
+    """Run *work* in a daemon thread and wait at most *timeout_millis* for it.
+
+    The OTLP exporters ignore the timeout they are given (theirs comes from
+    ``OTEL_EXPORTER_OTLP_TIMEOUT``, and a collector that accepts a connection and
+    never answers holds a request for that long, per retry): the bound is kept
+    here.  A *work* still running afterwards is abandoned (a daemon thread never
+    holds the process up).  Returns ``work()``'s result, ``False`` on timeout.
+    """
+    result: list[bool] = []
+
+    def run() -> None:
+        try:
+            result.append(bool(work()))
+        except Exception:  # reported here: the caller only needs the outcome
+            _log.exception("otel_aspects: %s failed", what)
+            result.append(False)
+
+    thread = threading.Thread(target=run, name=f"otel_aspects-{what}", daemon=True)
+    thread.start()
+    thread.join(max(float(timeout_millis), 0.0) / 1000)
+    if thread.is_alive():
+        _log.warning(
+            "otel_aspects: %s did not finish within %d ms (an exporter is waiting for an "
+            "answer); stopped waiting, and data not exported yet is lost",
+            what,
+            timeout_millis,
+        )
+        return False
+    return result[0]
+
+
 def _teardown(inst: _Installation, timeout_millis: float) -> None:
+    """Flush and shut down one installation, within about *timeout_millis*."""
+    _bounded("shutdown", lambda: _teardown_now(inst, timeout_millis), timeout_millis)
+
+
+def _teardown_now(inst: _Installation, timeout_millis: float) -> bool:
     """Flush and shut down one installation (in the process that built it)."""
     if inst.log_handler is not None:
         logging.getLogger().removeHandler(inst.log_handler)
@@ -688,6 +814,7 @@ def _teardown(inst: _Installation, timeout_millis: float) -> None:
     if inst.logger_provider is not None:
         inst.logger_provider.force_flush(int(timeout_millis))
         inst.logger_provider.shutdown()
+    return True
 
 
 # --------------------------------------------------------------------------
@@ -708,6 +835,8 @@ def setup_metrics(
     extra_readers: Iterable[ReaderSpec] = (),
     resource_attributes: Mapping[str, Any] | None = None,
     engine: str | None = None,
+    flush_on_signals: bool | None = None,
+    exit_timeout_millis: float | None = None,
 ) -> MetricsSetup:
     """Configure the OpenTelemetry SDK for this process; safe to call again.
 
@@ -742,6 +871,7 @@ def setup_metrics(
         print(setup.prometheus_port)
     """
     chosen_engine = _resolve_engine(engine)
+    exit_timeout = _resolve_exit_timeout(exit_timeout_millis)
     with _setup_lock:
         if _env("OTEL_SDK_DISABLED").lower() in _TRUE:
             _shutdown_locked(timeout_millis=10_000)
@@ -762,16 +892,15 @@ def setup_metrics(
         interval = _resolve_interval(export_interval_millis)
         if "prometheus" in names:
             _check_prometheus_available()
-        has_timeout_env = _env("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT") or _env(
-            "OTEL_EXPORTER_OTLP_TIMEOUT"
-        )
+        reported: set[str] = set()
         plan = _Plan(
             service_name=service_name,
             exporters=names,
             use_memory=use_memory,
             metrics_endpoint=metrics_url,
             logs_endpoint=logs_url,
-            otlp_timeout=None if has_timeout_env else DEFAULT_OTLP_TIMEOUT_SECONDS,
+            otlp_timeout=_resolve_otlp_timeout("METRICS", reported),
+            logs_timeout=_resolve_otlp_timeout("LOGS", reported),
             interval_millis=interval,
             prometheus_host=host,
             prometheus_port=port,
@@ -780,6 +909,8 @@ def setup_metrics(
             enable_metrics=enable_metrics,
             enable_logs=enable_logs,
             engine=chosen_engine,
+            flush_on_signals=_resolve_flush_on_signals(flush_on_signals),
+            exit_timeout_millis=exit_timeout,
         )
         previous = _state.current
         if previous is not None and previous._installation is not None:
@@ -804,6 +935,12 @@ def setup_metrics(
         if not _state.atexit_registered:
             atexit.register(_at_exit)
             _state.atexit_registered = True
+        _state.ever_set_up = True
+        if plan.flush_on_signals:
+            _exit.install_signal_flush(_signal_flush)
+        else:
+            _exit.uninstall_signal_flush()
+        _exit.register_worker_flush(_worker_flush)
         _log.info("otel_aspects: metrics set up: %r", setup)
         return setup
 
@@ -854,17 +991,78 @@ def shutdown_metrics(timeout_millis: float = 10_000) -> None:
         _shutdown_locked(timeout_millis)
 
 
+def _exit_timeout() -> float:
+    setup = _state.current
+    plan = setup._plan if setup is not None else None
+    return plan.exit_timeout_millis if plan is not None else DEFAULT_EXIT_TIMEOUT_MILLIS
+
+
 def _at_exit() -> None:
     try:
-        shutdown_metrics()
+        shutdown_metrics(_exit_timeout())
     except Exception:  # never turn a clean exit into a traceback
         _log.exception("otel_aspects: error while flushing metrics at exit")
+
+
+def _signal_flush() -> None:
+    """On SIGTERM/SIGHUP (in the flusher thread): export what was recorded, bounded.
+
+    A flush, not a shutdown: the application's own handler may keep the service
+    running for a while; at its exit the ``atexit`` flush runs as usual.
+    """
+    timeout = _exit_timeout()
+    # Waits for a shutdown in progress (a worker's exit flush, atexit) to finish its
+    # export: the signal's default action must not cut it short.  Never a deadlock:
+    # the handler that started this thread has returned, so the main thread goes on.
+    if not _setup_lock.acquire(timeout=timeout / 1000):
+        return
+    try:
+        setup = _state.current
+        if setup is not None and setup.active:
+            setup.force_flush(timeout)
+    finally:
+        _setup_lock.release()
+
+
+def _worker_flush() -> None:
+    """On the way out of a multiprocessing child (``os._exit`` follows)."""
+    shutdown_metrics(_exit_timeout())
+
+
+def warn_if_not_set_up() -> bool:
+    """Log one WARNING when this multiprocessing child has no SDK set up.
+
+    A child started with ``spawn`` or ``forkserver`` does not inherit the
+    parent's :func:`setup_metrics`: whatever it records goes nowhere.  Clients call
+    this when they are created; it logs at most once per process, and never
+    after a setup (even one shut down since), when ``OTEL_SDK_DISABLED`` is set,
+    or outside a multiprocessing child.  Returns whether it logged.
+
+    Example::
+
+        def worker_init():
+            setup_metrics("svc")       # in Pool(initializer=worker_init)
+    """
+    if _state.ever_set_up or not _exit.in_multiprocessing_child():
+        return False
+    if _env("OTEL_SDK_DISABLED").lower() in _TRUE:
+        return False
+    return warn_once(
+        _log,
+        ("not-set-up", os.getpid()),
+        "otel_aspects: no SDK is set up in this process (pid %d, a multiprocessing child "
+        "that did not inherit one: spawn or forkserver start method), so its metrics are "
+        "recorded nowhere; call setup_metrics in the worker, e.g. "
+        "Pool(initializer=...) or at the start of the target",
+        os.getpid(),
+    )
 
 
 def _after_fork_in_child() -> None:
     """Give a forked worker a provider of its own, with empty aggregation state."""
     global _setup_lock
     _switching.reset_after_fork()
+    _exit.reset_after_fork()
     _setup_lock = threading.RLock()
     setup = _state.current
     if setup is None or not setup.active or setup._plan is None:
