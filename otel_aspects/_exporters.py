@@ -19,11 +19,12 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from typing import Any, Final
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
-__all__ = ("install_quiet_filter",)
+__all__ = ("install_quiet_filter", "observed_session")
 
 # The SDK module's logger: users configure one logger for setup and its parts.
 _log = logging.getLogger("otel_aspects.sdk")
@@ -64,6 +65,38 @@ def install_quiet_filter() -> None:
             logger.addFilter(_quiet_filter)
 
 
+def _quote(value: str, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def observed_session(signal: str) -> Any:
+    """A ``requests.Session`` whose responses tell the current tracker their status.
+
+    The exporters log a retryable failure without its HTTP status; this hook (the
+    public ``hooks["response"]`` of requests) lets the outage WARNING name it, with
+    ``Retry-After`` when the collector sent one.  ``None`` -- the exporter builds its
+    own session -- when a credential provider variable asks for another session.
+    """
+    if os.environ.get("OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER") or os.environ.get(
+        f"OTEL_PYTHON_EXPORTER_OTLP_HTTP_{signal}_CREDENTIAL_PROVIDER"
+    ):
+        return None
+    try:
+        import requests
+    except ImportError:  # another transport: no status in the WARNING
+        return None
+
+    def on_response(response: Any, *args: Any, **kwargs: Any) -> None:
+        tracker: _OutageTracker | None = getattr(_guard, "tracker", None)
+        if tracker is not None:
+            tracker.note_response(int(response.status_code), response.headers.get("Retry-After"))
+
+    session = requests.Session()
+    session.hooks["response"].append(on_response)
+    return session
+
+
 class _OutageTracker:
     """Remembers whether exports to one endpoint are failing; logs transitions only."""
 
@@ -75,10 +108,32 @@ class _OutageTracker:
         self.failures = 0
         self.outages = 0
         self.last_detail = ""
+        self.last_status: int | None = None
+        self.last_retry_after: str | None = None
+
+    def note_response(self, status: int, retry_after: str | None) -> None:
+        """Called for each HTTP response received inside a guarded export."""
+        self.last_status = status
+        self.last_retry_after = retry_after
+
+    def _cause(self) -> str:
+        detail = self.last_detail or "no detail"
+        status = self.last_status
+        if status is None or 200 <= status < 300:
+            return detail
+        try:
+            phrase = f" {HTTPStatus(status).phrase}"
+        except ValueError:
+            phrase = ""
+        retry = self.last_retry_after
+        after = "" if retry is None else f", Retry-After {_quote(retry)}"
+        return f"HTTP {status}{phrase}{after}; {detail}"
 
     def run(self, export: Callable[[], bool]) -> bool:
         """Run one export with the SDK's own failure lines silenced."""
         self.last_detail = ""
+        self.last_status = None
+        self.last_retry_after = None
         _guard.tracker = self
         try:
             ok = export()
@@ -107,7 +162,7 @@ class _OutageTracker:
                     "Further failures are not logged until exports succeed again.",
                     self.signal,
                     self.endpoint,
-                    self.last_detail or "no detail",
+                    self._cause(),
                     self.loss_note,
                 )
         return ok
@@ -162,7 +217,9 @@ def _guarded_log_exporter(endpoint: str, timeout: float | None) -> Any:
 
     class _GuardedLogExporter(LogRecordExporter):
         def __init__(self) -> None:
-            self._inner = OTLPLogExporter(endpoint=endpoint, timeout=timeout)
+            self._inner = OTLPLogExporter(
+                endpoint=endpoint, timeout=timeout, session=observed_session("LOGS")
+            )
             self._pid = os.getpid()
             self.tracker = _OutageTracker(
                 "logs", endpoint, "log records are dropped while the collector is unreachable"

@@ -57,7 +57,12 @@ from opentelemetry.sdk.resources import Resource
 
 from . import _exit, _switching
 from . import config as config_module
-from ._exporters import _guarded_log_exporter, _GuardedMetricExporter, install_quiet_filter
+from ._exporters import (
+    _guarded_log_exporter,
+    _GuardedMetricExporter,
+    install_quiet_filter,
+    observed_session,
+)
 from ._switching import _SwitchingMeterProvider, on_switch
 from ._warn import warn_once
 from .config import MetricsConfig
@@ -340,6 +345,36 @@ def _split_names(value: str | Iterable[str]) -> list[str]:
     return [item.strip().lower() for item in items if item.strip()]
 
 
+_PROTOCOLS: Final = ("http/protobuf", "grpc", "http/json")
+
+
+def _check_protocol(signal: str, endpoint: str, reported: set[str]) -> None:
+    """``OTEL_EXPORTER_OTLP_[<SIGNAL>_]PROTOCOL``: only http/protobuf is sent.
+
+    Anything else gets one ERROR (per variable and setup) saying that
+    http/protobuf is sent instead, rather than being silently ignored.
+    """
+    name = f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"
+    raw = _env(name)
+    if not raw:
+        name = "OTEL_EXPORTER_OTLP_PROTOCOL"
+        raw = _env(name)
+    if not raw or raw.lower() == "http/protobuf" or name in reported:
+        return
+    reported.add(name)
+    known = raw.lower() in _PROTOCOLS
+    _log.error(
+        "otel_aspects: %s=%s is %s: otel_aspects exports OTLP over http/protobuf only, so "
+        "it sends http/protobuf to %s (a collector's OTLP/HTTP port is 4318, its gRPC port "
+        "4317). Set %s=http/protobuf, or unset it, to silence this.",
+        name,
+        _quote(raw),
+        "not supported" if known else f"not a known protocol ({', '.join(_PROTOCOLS)})",
+        endpoint,
+        name,
+    )
+
+
 def _resolve_exporters(
     exporters: str | Iterable[str] | None, otlp_endpoint: str | None
 ) -> tuple[tuple[str, ...], bool]:
@@ -355,16 +390,28 @@ def _resolve_exporters(
             )
     elif env := _env("OTEL_METRICS_EXPORTER"):
         names = []
+        unknown = []
         for name in _split_names(env):
             if name in _KNOWN_EXPORTERS:
                 names.append(name)
             else:
-                _log.error(
-                    "otel_aspects: OTEL_METRICS_EXPORTER names unknown exporter %r; ignored "
-                    "(use any of %s)",
-                    name,
-                    ", ".join(_KNOWN_EXPORTERS),
-                )
+                unknown.append(name)
+        if unknown:
+            # A typo must not end with no exporter at all: an OTLP destination that is
+            # configured still gets OTLP (the unknown name was most likely meant as it).
+            endpoint = otlp_endpoint or _otlp_endpoint_env("METRICS")
+            fallback = endpoint and "otlp" not in names and "none" not in names
+            if fallback:
+                names.append("otlp")
+            _log.error(
+                "otel_aspects: OTEL_METRICS_EXPORTER=%s names unknown exporter(s) %s; ignored "
+                "(use any of %s)%s",
+                _quote(env),
+                ", ".join(_quote(n, 40) for n in unknown[:5]),
+                ", ".join(_KNOWN_EXPORTERS),
+                f"; exporting with {', '.join(names)}" if names else "",
+            )
+            configured = bool(names)
     elif otlp_endpoint or _otlp_endpoint_env("METRICS"):
         # An OTLP destination given by argument or the standard variables means OTLP,
         # as OpenTelemetry's own default exporter is otlp.
@@ -671,7 +718,11 @@ def _build(
 
             install_quiet_filter()
             inst.otlp_exporter = _GuardedMetricExporter(
-                OTLPMetricExporter(endpoint=plan.metrics_endpoint, timeout=plan.otlp_timeout),
+                OTLPMetricExporter(
+                    endpoint=plan.metrics_endpoint,
+                    timeout=plan.otlp_timeout,
+                    session=observed_session("METRICS"),
+                ),
                 plan.metrics_endpoint,
             )
             readers.append(
@@ -893,6 +944,10 @@ def setup_metrics(
         if "prometheus" in names:
             _check_prometheus_available()
         reported: set[str] = set()
+        if "otlp" in names:
+            _check_protocol("METRICS", metrics_url, reported)
+        if enable_logs:
+            _check_protocol("LOGS", logs_url, reported)
         plan = _Plan(
             service_name=service_name,
             exporters=names,
