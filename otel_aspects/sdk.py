@@ -675,13 +675,13 @@ def _make_resource(plan: _Plan, instance_id: str) -> Resource:
 def _start_prometheus(plan: _Plan, inst: _Installation, readers: list[MetricReader]) -> None:
     _check_prometheus_available()
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
+
+    from ._prometheus import start_server
 
     registry = CollectorRegistry(auto_describe=True)
     try:
-        server, _thread = start_http_server(
-            plan.prometheus_port, addr=plan.prometheus_host, registry=registry
-        )
+        server, _thread = start_server(plan.prometheus_host, plan.prometheus_port, registry)
     except (OSError, OverflowError) as exc:  # taken, not permitted, bad host or port
         _log.error(
             "otel_aspects: cannot serve Prometheus metrics on %s:%d (%s); set "
