@@ -903,8 +903,9 @@ def setup_metrics(
     else ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` as is, else
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/metrics``, else
     ``http://otel-collector:4318/v1/metrics``.  Headers, compression, certificates
-    and timeouts come from the standard ``OTEL_EXPORTER_OTLP_*`` variables; without a
-    timeout variable each export gives up after :data:`DEFAULT_OTLP_TIMEOUT_SECONDS`.
+    and timeouts come from the standard ``OTEL_EXPORTER_OTLP_*`` variables (a timeout
+    in seconds, at most :data:`MAX_OTLP_TIMEOUT_SECONDS`); without a timeout variable
+    each export gives up after :data:`DEFAULT_OTLP_TIMEOUT_SECONDS`.
 
     *service_name* wins over ``OTEL_SERVICE_NAME``; *resource_attributes* win over
     ``OTEL_RESOURCE_ATTRIBUTES``; ``service.instance.id`` is a new uuid4 per process.
@@ -915,6 +916,18 @@ def setup_metrics(
     follow the new provider.  *enable_logs* ships Python ``logging`` records over
     OTLP/HTTP (``/v1/logs``) through a handler on the root logger; it needs an OTLP
     destination (as for metrics) and logs one WARNING instead when there is none.
+
+    *engine* (``"engine"`` or ``"sdk"``, else ``OTEL_ASPECTS_ENGINE``) says whether
+    client recordings are pre-aggregated by the engine or go straight to SDK
+    instruments (:attr:`MetricsSetup.engine`).
+
+    Exit: ``atexit`` flushes; so does SIGTERM/SIGHUP (from the main thread, a
+    handler that flushes, then chains to the previous handler or re-raises the
+    signal; off with *flush_on_signals=False* or ``OTEL_ASPECTS_FLUSH_ON_SIGNALS=false``),
+    and the way out of a multiprocessing worker.  Each exit flush takes at most
+    *exit_timeout_millis* (:data:`DEFAULT_EXIT_TIMEOUT_MILLIS`), whatever the
+    exporter's own timeout.  Only OTLP http/protobuf is sent: another
+    ``OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL`` gets one ERROR.
 
     Example::
 

@@ -115,13 +115,15 @@ def _signal_child(
 
 
 class TestSignalFlush:
-    @pytest.mark.parametrize("mode", ["idle", "busy"])
+    @pytest.mark.parametrize("mode", ["idle", "busy", "recording"])
     @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
     def test_every_count_delivered_and_the_signal_still_kills(
         self, receiver: OtlpReceiver, mode: str, sig: signal.Signals
     ) -> None:
         """SIGTERM/SIGHUP with the default handler: the 37 counts arrive, and the process
-        still ends killed by that signal (before: 0 of 37 delivered)."""
+        still ends killed by that signal (before: 0 of 37 delivered). "recording": the
+        signal lands while the main thread records (maybe holding an SDK lock): no
+        deadlock, since the flush runs in another thread after the handler returned."""
         proc, _out, err = _signal_child(receiver, mode, sig)
         assert proc.returncode == -sig, err
         assert receiver.total("jobs_total", {"queue": "q1"}) == 37

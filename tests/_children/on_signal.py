@@ -1,7 +1,9 @@
 """Child process: record 37 counts, then wait for a signal (idle or busy).
 
 Usage: python on_signal.py ENDPOINT MODE [HANDLER]
-MODE: ``idle`` (blocked in time.sleep) or ``busy`` (a pure-Python CPU loop).
+MODE: ``idle`` (blocked in time.sleep), ``busy`` (a pure-Python CPU loop) or
+``recording`` (a loop recording into another counter, so the signal may arrive
+while the main thread holds an SDK lock the flush needs).
 HANDLER (installed *before* setup_metrics, as an application would):
 ``none`` (default), ``app`` (a Python handler that writes ``app handler`` and
 ends with ``os._exit(7)``, so only a flush made before it can deliver), ``ignore``
@@ -44,6 +46,10 @@ deadline = time.monotonic() + 60
 if mode == "idle":
     while time.monotonic() < deadline:
         time.sleep(60)
+elif mode == "recording":
+    spin = metrics.get_meter("signal_svc").create_counter("spin_total")
+    while time.monotonic() < deadline:
+        spin.add(1, {"queue": "q1"})
 else:
     n = 0
     while time.monotonic() < deadline:
