@@ -134,9 +134,12 @@ def _flush_then_resignal(signum: int, main_ident: int | None) -> None:
     except Exception:  # the signal must still take effect
         _log.exception("otel_aspects: flushing metrics on signal %d failed", signum)
     _signals.done.add(signum)
-    if main_ident is not None:
-        signal.pthread_kill(main_ident, signum)
-    else:  # pragma: no cover - the main thread always has an ident
+    # To the main thread itself: a process-directed signal could land on another
+    # thread and leave a main thread blocked in a system call unaware of it.
+    pthread_kill = getattr(signal, "pthread_kill", None)
+    if main_ident is not None and pthread_kill is not None:
+        pthread_kill(main_ident, signum)
+    else:  # pragma: no cover - not on Linux
         os.kill(os.getpid(), signum)
 
 

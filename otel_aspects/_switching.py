@@ -12,7 +12,7 @@ Example::
 
     provider = switching_provider()
     counter = provider.get_meter("svc").create_counter("hits_total")
-    provider.switch(sdk_provider)      # counter now records into sdk_provider
+    provider._switch(sdk_provider)     # counter now records into sdk_provider
 """
 
 from __future__ import annotations

@@ -836,7 +836,11 @@ def _bounded(what: str, work: Callable[[], bool], timeout_millis: float) -> bool
             result.append(False)
 
     thread = threading.Thread(target=run, name=f"otel_aspects-{what}", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # no new threads this late in interpreter shutdown: run inline
+        run()
+        return result[0]
     thread.join(max(float(timeout_millis), 0.0) / 1000)
     if thread.is_alive():
         _log.warning(
