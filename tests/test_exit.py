@@ -102,12 +102,16 @@ def _signal_child(
     receiver: OtlpReceiver, mode: str, sig: int, handler: str = "none", **env: str
 ) -> tuple[subprocess.Popen[str], str, str]:
     proc = _start("on_signal.py", receiver.endpoint, mode, handler, **env)
+    # A child that never prints "ready" must fail the test, not stall the run.
+    watchdog = threading.Timer(30, proc.kill)
+    watchdog.start()
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=20)
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -139,6 +143,8 @@ class TestSignalFlush:
     def test_ignored_signal_is_left_alone(self, receiver: OtlpReceiver) -> None:
         """SIG_IGN set by the application stays: the process keeps running."""
         proc = _start("on_signal.py", receiver.endpoint, "idle", "ignore")
+        watchdog = threading.Timer(30, proc.kill)
+        watchdog.start()
         try:
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == "ready"
@@ -146,6 +152,7 @@ class TestSignalFlush:
             with pytest.raises(subprocess.TimeoutExpired):
                 proc.wait(timeout=1)
         finally:
+            watchdog.cancel()
             proc.kill()
             proc.communicate()
         assert proc.returncode == -signal.SIGKILL
