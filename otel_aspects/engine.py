@@ -825,6 +825,15 @@ def use_as_global(provider: Any) -> None:
     _GLOBAL.provider = provider
 
 
+_global_mode: str | None = None
+
+
+def set_global_mode(mode: str) -> None:
+    """How the global store records once bridged: ``engine`` or ``sdk`` (``setup_metrics``)."""
+    global _global_mode
+    _global_mode = mode
+
+
 def switch_global(target: Any, mode: str | None = None) -> None:
     """The global provider now delegates to *target*: new series, bridged to *target*.
 
@@ -843,7 +852,7 @@ def switch_global(target: Any, mode: str | None = None) -> None:
         store.configure_sampling(*bridge.sampling_of(target))
         store.new_generation()
         bridge.attach(store, target)
-        store.set_mode(mode or mode_from_env())
+        store.set_mode(mode or _global_mode or mode_from_env())
     else:
         store.configure_sampling(SAMPLE_OFF)
         store.new_generation()

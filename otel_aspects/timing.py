@@ -357,7 +357,8 @@ timed = Timed
 
 
 def _all_callable(*hooks: object) -> bool:
-    for hook in hooks:
+    # A loop, not all(<generator>): no generator frame per construction.
+    for hook in hooks:  # noqa: SIM110
         if hook is not None and not callable(hook):
             return False
     return True
