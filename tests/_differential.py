@@ -250,8 +250,10 @@ class Model:
     intervals: list[dict[tuple[str, Key], int]] = field(default_factory=list)
     #: per collection: cumulative keys known at that point
     cumulatives: list[dict[tuple[str, Key], int]] = field(default_factory=list)
-    #: per collection: the index of the last op before it
+    #: per collection: the index of the Collect op
     collect_at: list[int] = field(default_factory=list)
+    #: per collection: the cumulative overflow totals then
+    overflow_totals: list[dict[str, float]] = field(default_factory=list)
 
     def measure(self, metric: str, attributes: Mapping[str, Any] | None, value: float) -> None:
         index = len(self.op_windows)  # the op being run
@@ -277,6 +279,7 @@ class Model:
         self.interval = {}
         self.cumulatives.append(dict(self.first_cumulative))
         self.collect_at.append(len(self.op_windows))
+        self.overflow_totals.append(dict(self.overflow_total))
 
     def overflows(self, metric: str) -> bool:
         """True if *metric* got more distinct attribute sets than its ``max_series``."""
@@ -584,7 +587,7 @@ def check_semantics(pipeline: Pipeline, model: Model, t0: int, label: str) -> No
                 f"{at}: series missing {want - set(seen)}, unexpected {set(seen) - want}"
             )
             if not delta:
-                _check_overflow(model, seen, at)
+                _check_overflow(model, model.overflow_totals[index], seen, at)
 
 
 def _collected_since_first(model: Model, metric: str, index: int) -> list[int]:
@@ -615,7 +618,10 @@ def _check_delta_start(
         assert lo <= start <= hi, f"{at} {metric}: start not within the previous collection"
 
 
-def _check_overflow(model: Model, seen: Mapping[tuple[str, Key], Any], at: str) -> None:
+def _check_overflow(
+    model: Model, totals: Mapping[str, float], seen: Mapping[tuple[str, Key], Any], at: str
+) -> None:
+    """Past max_series: exactly max_series series plus the overflow series with the rest."""
     for metric, spec in model.specs.items():
         if spec.max_series is None:
             continue
@@ -627,7 +633,7 @@ def _check_overflow(model: Model, seen: Mapping[tuple[str, Key], Any], at: str) 
         point = seen[metric, OVERFLOW_KEY]
         total = point.count if spec.kind == "histogram" else point.value
         if spec.kind in ("counter", "histogram", "up_down_counter"):
-            assert math.isclose(total, model.overflow_total[metric], rel_tol=1e-9, abs_tol=1e-6), (
+            assert math.isclose(total, totals[metric], rel_tol=1e-9, abs_tol=1e-6), (
                 f"{at} {metric}: the overflow series does not hold the rest"
             )
 
