@@ -237,11 +237,11 @@ def workloads(
         timed_calls(config),
         st.just(Collect()),
     )
-    return config, draw(st.lists(op, max_size=40)), is_exact
+    return config, draw(st.lists(op, min_size=5, max_size=60)), is_exact
 
 
 SETTINGS = settings(
-    max_examples=30,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
