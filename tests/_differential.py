@@ -46,7 +46,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import View
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from otel_aspects import timed
+from otel_aspects import count_exceptions, counted, timed, track_inprogress
 from otel_aspects.client import OTelMetricsClient
 from otel_aspects.config import MetricsConfig, MetricSpec
 from otel_aspects.labels import set_label
@@ -140,11 +140,24 @@ class TimedCall:
 
 
 @dataclass(frozen=True)
+class AspectCall:
+    """One call under ``counted``, ``count_exceptions`` or ``track_inprogress`` (static labels)."""
+
+    aspect: str  # "counted" | "count_exceptions" | "track_inprogress"
+    target: str  # a counter (counted, count_exceptions) or an up-down counter
+    static: Mapping[str, Any]
+    labels_set: tuple[tuple[str, Any], ...]  # set_label inside (a scope only for counted)
+    raises: type[Exception] | None
+    form: str  # "decorator" | "with"
+    sampled: bool = False
+
+
+@dataclass(frozen=True)
 class Collect:
     """Collect every reader of both pipelines."""
 
 
-Op = Record | TimedCall | Collect
+Op = Record | TimedCall | AspectCall | Collect
 
 METHOD_KIND = {
     "record_counter": "counter",
@@ -202,7 +215,7 @@ class WorkloadError(Exception):
     """Raised by timed bodies that fail."""
 
 
-def timed_outcome(call: TimedCall) -> dict[str, Any]:
+def timed_outcome(call: TimedCall | AspectCall) -> dict[str, Any]:
     """The attributes ``timed`` documents for *call*: static, then set_label, then outcome."""
     attributes = {**call.static, **dict(call.labels_set)}
     if call.raises is None:
@@ -314,9 +327,9 @@ class Pipeline:
 class Reference:
     """Plain SDK instruments created from the specs, on the service's meter."""
 
-    def __init__(self, meter: Any, config: MetricsConfig) -> None:
+    def __init__(self, meter: Any, specs: Mapping[str, MetricSpec]) -> None:
         self.instruments: dict[str, Any] = {}
-        for spec in config.metrics.values():
+        for spec in specs.values():
             if not spec.capture:
                 continue
             if spec.kind == "counter":
@@ -345,16 +358,32 @@ class Reference:
             instrument.add(value, attrs)
 
 
+def all_specs(config: MetricsConfig, registered: tuple[MetricSpec, ...]) -> dict[str, MetricSpec]:
+    """The config's specs, then those registered at run time (``create_*``)."""
+    return {**config.metrics, **{s.name: s for s in registered if s.name not in config.metrics}}
+
+
+def register(client: OTelMetricsClient, spec: MetricSpec) -> None:
+    """``client.create_<kind>(...)`` for a metric not in the config."""
+    if spec.kind == "histogram":
+        client.create_histogram(spec.name, spec.description, spec.unit, spec.buckets)
+    elif spec.kind == "counter":
+        client.create_counter(spec.name, spec.description, spec.unit)
+    elif spec.kind == "gauge":
+        client.create_gauge(spec.name, spec.description, spec.unit)
+    else:
+        client.create_up_down_counter(spec.name, spec.description, spec.unit)
+
+
 def run_workload(
     ops: list[Op],
-    config: MetricsConfig,
+    specs: Mapping[str, MetricSpec],
     reference: Reference,
     client: OTelMetricsClient,
     pipelines: tuple[Pipeline, Pipeline],
     model: Model,
 ) -> None:
     """Apply *ops* to the reference and to otel_aspects, collecting both at each Collect."""
-    specs = config.metrics
     for index, op in enumerate([*ops, Collect()]):
         before = time.time_ns()
         if isinstance(op, Collect):
@@ -372,8 +401,10 @@ def run_workload(
                     model.measure(spec.name, op.attributes, number)
                 attrs = None if op.attributes is None else dict(op.attributes)
                 getattr(client, op.method)(op.name, op.value, attrs)
-            else:
+            elif isinstance(op, TimedCall):
                 _run_timed(op, index, specs, reference, client, model)
+            else:
+                _run_aspect(op, specs[op.target], reference, client, model)
         model.op_windows.append((before, time.time_ns()))
 
 
@@ -422,6 +453,48 @@ def _run_timed(
 
 class _NeverRaised(Exception):
     pass
+
+
+def _run_aspect(
+    call: AspectCall,
+    spec: MetricSpec,
+    reference: Reference,
+    client: OTelMetricsClient,
+    model: Model,
+) -> None:
+    """Run *call* under its aspect; record into the reference what DESIGN.md says it records."""
+    static = dict(call.static)
+    if call.aspect == "counted":
+        aspect: Any = counted(call.target, client=client, labels=static)
+        expected = [(1, timed_outcome(call))]  # type: ignore[arg-type]
+    elif call.aspect == "count_exceptions":
+        aspect = count_exceptions(call.target, client=client, labels=static)
+        raised = call.raises
+        expected = [] if raised is None else [(1, {**static, "error_type": raised.__name__})]
+    else:
+        aspect = track_inprogress(call.target, client=client, labels=static)
+        expected = [(1, static), (-1, static)]
+    if spec.capture:
+        for value, attributes in expected:
+            reference.record(spec, value, attributes)
+            model.measure(spec.name, attributes, value)
+
+    def body() -> None:
+        if call.aspect == "counted":
+            for key, value in call.labels_set:
+                set_label(key, value)
+        if call.raises is not None:
+            raise call.raises("boom")
+
+    expected_exc: type[BaseException] = call.raises or _NeverRaised
+    try:
+        if call.form == "decorator":
+            aspect(body)()
+        else:
+            with aspect:
+                body()
+    except expected_exc:
+        pass
 
 
 # ------------------------------------------------------------------------ comparison

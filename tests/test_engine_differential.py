@@ -21,6 +21,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -46,6 +47,7 @@ from tests._differential import (
     DELTA_TEMPORALITY,
     OVERFLOW_KEY,
     SAMPLED_SPAN,
+    AspectCall,
     Collect,
     Model,
     Op,
@@ -54,6 +56,7 @@ from tests._differential import (
     Reference,
     TimedCall,
     WorkloadError,
+    all_specs,
     check_semantics,
     compare_collection,
     cumulative_and_delta_readers,
@@ -62,6 +65,7 @@ from tests._differential import (
     maybe_sampled,
     normalised_otlp,
     prometheus_lines,
+    register,
     run_workload,
     views_for,
 )
@@ -224,20 +228,68 @@ def timed_calls(draw: st.DrawFn, config: MetricsConfig) -> TimedCall:
 
 
 @st.composite
-def workloads(
-    draw: st.DrawFn, *, exact: bool | None = None, overflow: bool = True
-) -> tuple[MetricsConfig, list[Op], bool]:
-    """A config, a list of operations with collections interleaved, and whether sums are exact."""
+def aspect_calls(draw: st.DrawFn, config: MetricsConfig) -> AspectCall:
+    """A call under ``counted``, ``count_exceptions`` or ``track_inprogress``."""
+    aspect = draw(st.sampled_from(["counted", "count_exceptions", "track_inprogress"]))
+    kind = "up_down_counter" if aspect == "track_inprogress" else "counter"
+    return AspectCall(
+        aspect=aspect,
+        target=draw(st.sampled_from([s.name for s in config.metrics.values() if s.kind == kind])),
+        static=draw(st.sampled_from(STATIC_LABELS)),
+        labels_set=tuple(draw(st.lists(SET_LABELS, max_size=2))),
+        raises=draw(st.sampled_from([None, WorkloadError, KeyError])),
+        form=draw(st.sampled_from(["decorator", "with"])),
+        sampled=draw(st.sampled_from([False, False, False, True])),
+    )
+
+
+#: Metrics a client registers at run time with ``create_*`` (not in the config).
+RUNTIME_SPECS = st.lists(
+    st.sampled_from(
+        [
+            MetricSpec("counter", "runtime_total", "Registered at run time"),
+            MetricSpec("counter", "runtime_bytes", "", "By"),
+            MetricSpec("histogram", "runtime_seconds", "", "s"),
+            MetricSpec("histogram", "runtime_size", "Sizes", "By", buckets=(1.0, 16.0, 256.0)),
+            MetricSpec("gauge", "runtime_level", "", "1"),
+            MetricSpec("up_down_counter", "runtime_open", "", "{item}"),
+        ]
+    ),
+    unique=True,
+    max_size=3,
+).map(tuple)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A config, metrics registered at run time, the operations, and whether sums are exact."""
+
+    config: MetricsConfig
+    registered: tuple[MetricSpec, ...]
+    ops: list[Op]
+    exact: bool
+
+    @property
+    def specs(self) -> dict[str, MetricSpec]:
+        return all_specs(self.config, self.registered)
+
+
+@st.composite
+def workloads(draw: st.DrawFn, *, exact: bool | None = None, overflow: bool = True) -> Workload:
+    """A config and a list of operations with collections interleaved."""
     config = draw(configs(overflow))
+    registered = draw(RUNTIME_SPECS)
     is_exact = draw(st.booleans()) if exact is None else exact
+    known = MetricsConfig(SERVICE, all_specs(config, registered))
     op = st.one_of(
-        records(config, is_exact),
-        records(config, is_exact),
-        records(config, is_exact),
+        records(known, is_exact),
+        records(known, is_exact),
+        records(known, is_exact),
         timed_calls(config),
+        aspect_calls(config),
         st.just(Collect()),
     )
-    return config, draw(st.lists(op, min_size=5, max_size=60)), is_exact
+    return Workload(config, registered, draw(st.lists(op, min_size=5, max_size=60)), is_exact)
 
 
 SETTINGS = settings(
@@ -287,22 +339,24 @@ def compare_pipelines(
 @SETTINGS
 @given(workload=workloads())
 def test_explicit_provider_collects_what_the_sdk_collects(
-    engine: str, workload: tuple[MetricsConfig, list[Op], bool], monkeypatch: pytest.MonkeyPatch
+    engine: str, workload: Workload, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A client on a given provider gives every reader, at every collection, the SDK's points."""
     monkeypatch.setenv(ENGINE_ENV, engine)
-    config, ops, exact = workload
+    config, specs = workload.config, workload.specs
     clear_loaded_configs()
     t0 = time.time_ns()
     ref_readers, got_readers = cumulative_and_delta_readers(), cumulative_and_delta_readers()
     ref_provider, got_provider = provider(ref_readers, config), provider(got_readers, config)
     try:
-        reference = Reference(ref_provider.get_meter(SERVICE), config)
+        reference = Reference(ref_provider.get_meter(SERVICE), specs)
         client = create_metrics_client(SERVICE, config, meter_provider=got_provider)
+        for spec in workload.registered:
+            register(client, spec)
         ref, got = Pipeline(ref_provider, ref_readers), Pipeline(got_provider, got_readers)
-        model = Model(dict(config.metrics))
-        run_workload(ops, config, reference, client, (ref, got), model)
-        compare_pipelines(ref, got, model, t0, exact, ("cumulative", "delta"))
+        model = Model(specs)
+        run_workload(workload.ops, specs, reference, client, (ref, got), model)
+        compare_pipelines(ref, got, model, t0, workload.exact, ("cumulative", "delta"))
     finally:
         ref_provider.shutdown()
         got_provider.shutdown()
@@ -315,11 +369,11 @@ _global_services = itertools.count()
 @settings(SETTINGS, max_examples=25)
 @given(workload=workloads())
 def test_global_provider_collects_what_the_sdk_collects(
-    engine: str, workload: tuple[MetricsConfig, list[Op], bool], monkeypatch: pytest.MonkeyPatch
+    engine: str, workload: Workload, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A client on the global provider of ``setup_metrics`` gives its readers the SDK's points."""
     monkeypatch.setenv(ENGINE_ENV, engine)
-    config, ops, exact = workload
+    config, specs = workload.config, workload.specs
     # The global API keeps each (meter, instrument) it handed out for the process, with the
     # unit, description and buckets it was first created with: one service per example.
     service = f"diff_global_{next(_global_services)}"
@@ -335,11 +389,14 @@ def test_global_provider_collects_what_the_sdk_collects(
     ref_provider = provider(ref_readers, config, setup.resource)
     try:
         # A meter from the API's get_meter, as the client's (its version defaults to "").
-        reference = Reference(otel_metrics.get_meter(service, meter_provider=ref_provider), config)
+        meter = otel_metrics.get_meter(service, meter_provider=ref_provider)
+        reference = Reference(meter, specs)
+        for spec in workload.registered:
+            register(client, spec)
         ref, got = Pipeline(ref_provider, ref_readers), Pipeline(None, got_readers)
-        model = Model(dict(config.metrics))
-        run_workload(ops, config, reference, client, (ref, got), model)
-        compare_pipelines(ref, got, model, t0, exact, ("cumulative", "delta"))
+        model = Model(specs)
+        run_workload(workload.ops, specs, reference, client, (ref, got), model)
+        compare_pipelines(ref, got, model, t0, workload.exact, ("cumulative", "delta"))
     finally:
         shutdown_metrics()
         ref_provider.shutdown()
@@ -393,13 +450,13 @@ class ExportingPipeline(Pipeline):
 @given(workload=workloads(exact=True))
 def test_otlp_http_and_prometheus_output_is_the_sdks(
     engine: str,
-    workload: tuple[MetricsConfig, list[Op], bool],
+    workload: Workload,
     monkeypatch: pytest.MonkeyPatch,
     receivers: tuple[OtlpReceiver, OtlpReceiver],
 ) -> None:
     """What an OTLP/HTTP exporter sends and a Prometheus scrape shows are the SDK's, bar times."""
     monkeypatch.setenv(ENGINE_ENV, engine)
-    config, ops, exact = workload
+    config, specs = workload.config, workload.specs
     clear_loaded_configs()
     t0 = time.time_ns()
     ref_exp, got_exp = Exported(receivers[0]), Exported(receivers[1])
@@ -407,13 +464,15 @@ def test_otlp_http_and_prometheus_output_is_the_sdks(
     ref_provider = provider({**ref_readers, **ref_exp.readers()}, config)
     got_provider = provider({**got_readers, **got_exp.readers()}, config)
     try:
-        reference = Reference(ref_provider.get_meter(SERVICE), config)
+        reference = Reference(ref_provider.get_meter(SERVICE), specs)
         client = create_metrics_client(SERVICE, config, meter_provider=got_provider)
+        for spec in workload.registered:
+            register(client, spec)
         ref = ExportingPipeline(ref_provider, ref_readers, ref_exp)
         got = ExportingPipeline(got_provider, got_readers, got_exp)
-        model = Model(dict(config.metrics))
-        run_workload(ops, config, reference, client, (ref, got), model)
-        compare_pipelines(ref, got, model, t0, exact, ("cumulative", "delta"))
+        model = Model(specs)
+        run_workload(workload.ops, specs, reference, client, (ref, got), model)
+        compare_pipelines(ref, got, model, t0, True, ("cumulative", "delta"))
         got_requests, ref_requests = got_exp.requests(), ref_exp.requests()
         assert len(got_requests) == len(ref_requests)
         for index, (g, r) in enumerate(zip(got_requests, ref_requests, strict=True)):
