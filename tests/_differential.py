@@ -715,10 +715,11 @@ def _check_overflow(
 
 
 def normalised_otlp(request: ExportMetricsServiceRequest) -> bytes:
-    """*request* with timestamps zeroed, everything sorted, sum/gauge exemplar values cleared.
+    """*request* with timestamps zeroed, everything sorted, sum/gauge exemplars reduced.
 
     A counter's or gauge's exemplar is one sampled measurement chosen at random (reservoir
-    sampling), so only its presence is compared; histogram exemplars are kept whole.
+    sampling), so only its presence and span are compared (value and filtered attributes
+    cleared); histogram exemplars (the last sampled measurement per bucket) are kept whole.
     """
     request = ExportMetricsServiceRequest.FromString(request.SerializeToString())
     for rm in request.resource_metrics:
@@ -735,6 +736,10 @@ def normalised_otlp(request: ExportMetricsServiceRequest) -> bytes:
                         ex.time_unix_nano = 0
                         if kind != "histogram":
                             ex.ClearField("value")
+                            # the chosen measurement's own attributes (an overflow series)
+                            ex.ClearField("filtered_attributes")
+                        else:
+                            _sort_kv(ex.filtered_attributes)
                 _sort_repeated(points)
             _sort_repeated(sm.metrics, key=lambda m: m.name.encode())
         _sort_repeated(rm.scope_metrics, key=lambda s: s.scope.SerializeToString())
