@@ -118,7 +118,7 @@ class Record:
     """``client.<method>(name, value, attributes)``; *sampled*: inside a sampled span."""
 
     method: str  # record_counter | record_histogram | record_gauge | record_up_down_counter
-    #              | record_metric
+    #              | record_metric | "instrument": client.get_<kind>(name).add/record/set
     name: str
     value: Any
     attributes: Mapping[str, Any] | None
@@ -137,6 +137,7 @@ class TimedCall:
     form: str  # "decorator" | "with"
     ticks: int  # duration in 1/1024 s, an exact binary fraction
     sampled: bool = False
+    instruments: bool = False  # pass client.get_histogram/get_counter(...) instead of names
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,8 @@ def accepted_number(spec: MetricSpec | None, method: str, value: object) -> int 
     """
     if spec is None or not spec.capture:
         return None
+    if method == "instrument":  # the SDK instrument itself, given valid values only
+        return value  # type: ignore[return-value]
     if method != "record_metric" and METHOD_KIND[method] != spec.kind:
         return None
     number = _as_number(value)
@@ -400,12 +403,31 @@ def run_workload(
                     reference.record(spec, number, op.attributes)
                     model.measure(spec.name, op.attributes, number)
                 attrs = None if op.attributes is None else dict(op.attributes)
-                getattr(client, op.method)(op.name, op.value, attrs)
+                if op.method == "instrument":
+                    _use_instrument(client, spec, op.value, attrs)
+                else:
+                    getattr(client, op.method)(op.name, op.value, attrs)
             elif isinstance(op, TimedCall):
                 _run_timed(op, index, specs, reference, client, model)
             else:
                 _run_aspect(op, specs[op.target], reference, client, model)
         model.op_windows.append((before, time.time_ns()))
+
+
+def _use_instrument(
+    client: OTelMetricsClient, spec: MetricSpec | None, value: Any, attrs: Any
+) -> None:
+    """Record through the instrument ``client.get_<kind>(name)`` returns (None: disabled)."""
+    assert spec is not None
+    instrument = getattr(client, "get_" + spec.kind)(spec.name)
+    if instrument is None:
+        return
+    if spec.kind == "histogram":
+        instrument.record(value, attrs)
+    elif spec.kind == "gauge":
+        instrument.set(value, attrs)
+    else:
+        instrument.add(value, attrs)
 
 
 def _run_timed(
@@ -426,9 +448,16 @@ def _run_timed(
         reference.record(histogram, call.ticks / 1024, outcome)
         model.measure(histogram.name, outcome, call.ticks / 1024)
 
+    hist_arg: Any = call.histogram
+    counter_arg: Any = call.counter
+    if call.instruments:
+        hist_obj = client.get_histogram(call.histogram) if call.histogram else None
+        counter_obj = client.get_counter(call.counter) if call.counter else None
+        if hist_obj is not None or counter_obj is not None:
+            hist_arg, counter_arg = hist_obj, counter_obj
     aspect = timed(
-        call.histogram,
-        counter=call.counter,
+        hist_arg,
+        counter=counter_arg,
         client=client,
         labels=dict(call.static),
         clock=fake_clock(call, index),

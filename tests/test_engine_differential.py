@@ -196,12 +196,17 @@ def configs(draw: st.DrawFn) -> MetricsConfig:
 
 @st.composite
 def records(draw: st.DrawFn, config: MetricsConfig, exact: bool) -> Record:
-    """A record_* call: mostly the right method and name, sometimes not (dropped)."""
+    """A record_* call (or a get_* instrument's): mostly the right method and name."""
     spec = draw(st.sampled_from(list(config.metrics.values())))
     right = KIND_METHOD[spec.kind]
-    method = draw(st.sampled_from([right] * 6 + ["record_metric", *KIND_METHOD.values()]))
-    name = draw(st.sampled_from([spec.name] * 9 + ["never_declared"]))
-    value = draw(st.one_of(valid_values(spec.kind, exact), INVALID_VALUES))
+    methods = [right] * 6 + ["record_metric", "instrument", *KIND_METHOD.values()]
+    method = draw(st.sampled_from(methods))
+    if method == "instrument":  # the SDK instrument of get_<kind>(name): valid values only
+        name = spec.name
+        value = draw(valid_values(spec.kind, exact).filter(lambda v: type(v) in (int, float)))
+    else:
+        name = draw(st.sampled_from([spec.name] * 9 + ["never_declared"]))
+        value = draw(st.one_of(valid_values(spec.kind, exact), INVALID_VALUES))
     return Record(
         method=method,
         name=name,
@@ -213,7 +218,7 @@ def records(draw: st.DrawFn, config: MetricsConfig, exact: bool) -> Record:
 
 @st.composite
 def timed_calls(draw: st.DrawFn, config: MetricsConfig) -> TimedCall:
-    """A ``timed`` call: decorator or block, static and set labels, maybe raising."""
+    """A ``timed`` call: decorator or block, names or instruments, labels, maybe raising."""
     histogram = draw(st.sampled_from([s.name for s in config.histograms] + [None]))
     counters = [s.name for s in config.counters]
     counter = draw(st.sampled_from([*counters, None]) if histogram else st.sampled_from(counters))
@@ -226,6 +231,7 @@ def timed_calls(draw: st.DrawFn, config: MetricsConfig) -> TimedCall:
         form=draw(st.sampled_from(["decorator", "with"])),
         ticks=draw(st.integers(0, 4096)),
         sampled=draw(st.sampled_from([False, False, False, True])),
+        instruments=draw(st.sampled_from([False, False, True])),
     )
 
 
