@@ -12,6 +12,14 @@ Every test runs with ``OTEL_ASPECTS_ENGINE=engine`` (otel_aspects' pre-aggregati
 exists) and ``OTEL_ASPECTS_ENGINE=sdk`` (the client records through SDK instruments, where the
 comparison holds trivially).  Known, deliberate differences of the engine are kept out of the
 generated workloads and pinned by the explicit tests at the end.
+
+Not compared, and why: timestamps themselves (two pipelines cannot share them; each pipeline's
+are checked against the SDK's rules instead); which measurement becomes a counter's or gauge's
+exemplar (random reservoir sampling, so only their number and span); the delta reader for a
+metric that got more attribute sets than its ``max_series`` (deliberate); float sums bit for bit
+when the workload's values are arbitrary floats (summation order; the exact-value workloads,
+half of them and all of the encoded ones, are compared exactly); the order of attributes and of
+Prometheus labels (sorted: not meaningful).
 """
 
 from __future__ import annotations
