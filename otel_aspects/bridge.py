@@ -65,7 +65,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import engine
 from ._warn import warn_once
-from .engine import Generation, HistogramSeries, Instrument, Series, Store
+from .engine import Generation, HistogramSeries, Instrument, Series, Store, SumSeries
 
 __all__ = ("attach", "has_view_for", "sampling_of")
 
@@ -303,8 +303,28 @@ def _row(series: Series, window: int | None) -> tuple[Any, ...]:
             low, high = slot
             slot[0], slot[1] = _INF, -_INF
         exemplars = None if series.exemplars is None else list(series.exemplars)
-        return (series.n, series.sum, tuple(series.counts), low, high, exemplars)
+        return (
+            series.n,
+            (series.sum, series.fsum, series.nf),
+            tuple(series.counts),
+            low,
+            high,
+            exemplars,
+        )
+    if isinstance(series, SumSeries):
+        return (series.n, (series.value, series.fvalue, series.nf), series.exemplar)
     return (series.n, series.value, series.exemplar)  # type: ignore[attr-defined]
+
+
+def _total(now: tuple[int, float, int], before: tuple[int, float, int] | None) -> int | float:
+    """A sum's value from its (int part, float part, floats measured), since *before*.
+
+    An ``int`` unless a float was measured in the span, as the SDK's own sums come out.
+    """
+    ints, floats, nf = now
+    if before is not None:
+        ints, floats, nf = ints - before[0], floats - before[1], nf - before[2]
+    return ints + floats if nf else ints
 
 
 def _exemplars(
@@ -338,10 +358,10 @@ def _point(
         state.snapshots[series] = row
     start = (previous if previous is not None else series.start) if delta else series.start
     if kind == "histogram":
-        n, total, counts, low, high, found = row
+        n, sums, counts, low, high, found = row
+        total = _total(sums, None if before is None else before[1])
         if before is not None:
             n -= before[0]
-            total -= before[1]
             counts = tuple(a - b for a, b in zip(counts, before[2], strict=True))
         elif delta:
             low, high = series.min, series.max  # type: ignore[attr-defined]
@@ -366,8 +386,7 @@ def _point(
             value=value,
             exemplars=_exemplars(series, (found,), previous),
         )
-    if before is not None:
-        value -= before[1]
+    value = _total(value, None if before is None else before[1])
     return NumberDataPoint(
         attributes=series.attributes,
         start_time_unix_nano=start,

@@ -147,7 +147,9 @@ class OTelMetricsClient:
             instrument = self._store.instrument(
                 spec.kind,
                 spec.name,
-                scope=(self.service_name, None, None),
+                # The meter's own identity: the SDK's scope for these metrics (the
+                # global API's get_meter gives version "", a provider's get_meter None).
+                scope=(meter.name, meter.version, meter.schema_url),
                 unit=spec.unit,
                 description=spec.description,
                 buckets=spec.buckets if spec.kind == "histogram" else None,

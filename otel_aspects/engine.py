@@ -27,7 +27,7 @@ points).  ``docs/DESIGN.md`` ("Engine") has the figures behind that choice.
 >>> hits = store.instrument("counter", "hits_total", scope=("svc", None, None))
 >>> hits.add(2, {"route": "/"})
 >>> hits.add(1, {"route": "/"})
->>> [(s.attributes, s.value) for s in hits.table.series.values()]
+>>> [(s.attributes, s.value) for s in hits.table.series.values()]  # integers add up exactly
 [({'route': '/'}, 3)]
 """
 
@@ -141,13 +141,29 @@ class Series:
 
 
 class SumSeries(Series):
-    """A counter's or an up-down counter's sum."""
+    """A counter's or an up-down counter's sum.
 
-    __slots__ = ("value",)
+    Integers and floats add up apart (``value``, ``fvalue``; ``nf`` counts the
+    floats), as the SDK's types come out: a point is an ``int`` unless a float was
+    measured in it -- in a delta point, in that interval.
+    """
+
+    __slots__ = ("fvalue", "nf", "value")
 
     def __init__(self, attributes: dict[str, Any]) -> None:
         super().__init__(attributes)
-        self.value: int | float = 0
+        self.value = 0
+        self.fvalue = 0.0
+        self.nf = 0
+
+    def add(self, value: int | float) -> None:
+        """Add one measurement (the caller holds the lock)."""
+        if value.__class__ is float:
+            self.fvalue += value
+            self.nf += 1
+        else:
+            self.value += value  # type: ignore[assignment]
+        self.n += 1
 
 
 class GaugeSeries(Series):
@@ -169,12 +185,15 @@ class HistogramSeries(Series):
     aligned-bucket reservoir does.
     """
 
-    __slots__ = ("bounds", "counts", "exemplars", "max", "min", "sum", "windows")
+    __slots__ = ("bounds", "counts", "exemplars", "fsum", "max", "min", "nf", "sum", "windows")
 
     def __init__(self, attributes: dict[str, Any], bounds: tuple[float, ...], windows: int) -> None:
         super().__init__(attributes)
         self.bounds = bounds
-        self.sum: int | float = 0
+        #: The sum of the integer measurements, and of the float ones (``nf`` of them).
+        self.sum = 0
+        self.fsum = 0.0
+        self.nf = 0
         self.counts = [0] * (len(bounds) + 1)
         self.min: float = _INF
         self.max: float = -_INF
@@ -185,7 +204,11 @@ class HistogramSeries(Series):
         """Add one measurement (the caller holds the lock); returns its bucket index."""
         index = bisect_left(self.bounds, value)
         self.n += 1
-        self.sum += value
+        if value.__class__ is float:
+            self.fsum += value
+            self.nf += 1
+        else:
+            self.sum += value  # type: ignore[assignment]
         self.counts[index] += 1
         if value < self.min:
             self.min = value
@@ -473,8 +496,7 @@ class _SumInstrument(Instrument):
     def _aggregate(self, value: int | float, series: Series, context: Context | None) -> None:
         generation = self.table.generation
         with generation.lock:
-            series.value += value  # type: ignore[attr-defined]
-            series.n += 1
+            series.add(value)  # type: ignore[attr-defined]
         if generation.sampling and (
             generation.sampling != SAMPLE_TRACE or context or get_current()
         ):
@@ -683,7 +705,7 @@ class Pair:
             index = 0
             with generation.lock:
                 if counter_series is not None:
-                    counter_series.value += 1  # type: ignore[attr-defined]
+                    counter_series.value += 1  # type: ignore[attr-defined]  # SumSeries.add(1)
                     counter_series.n += 1
                 if histogram_series is not None:
                     index = histogram_series.observe(duration)  # type: ignore[attr-defined]

@@ -319,17 +319,25 @@ SETTINGS = settings(
 
 
 def provider(
-    readers: dict[str, Any], config: MetricsConfig, resource: Resource = RESOURCE
+    readers: dict[str, Any],
+    config: MetricsConfig,
+    resource: Resource = RESOURCE,
+    *,
+    views: bool = True,
 ) -> MeterProvider:
-    """An SDK provider with *readers* and the Views ``setup_metrics`` would build for *config*.
+    """An SDK provider with *readers* and, with *views*, the Views ``setup_metrics`` would
+    build for *config*.
 
-    In the SDK ``max_series`` takes effect only through such a View; both pipelines get the
-    same ones, so a workload past ``max_series`` compares the overflow series too.
+    In the SDK ``max_series`` takes effect only through such a View: the reference always
+    has them, and so does the client's provider on the ``sdk`` path.  The engine applies
+    ``max_series`` and buckets from the YAML itself, and a user's View on its provider
+    sends that instrument through the SDK: the client's provider has none on the engine
+    path, so what is compared there is the engine's own aggregation.
     """
     return MeterProvider(
         metric_readers=list(readers.values()),
         resource=resource,
-        views=views_for(config),
+        views=views_for(config) if views else (),
         shutdown_on_exit=False,
     )
 
@@ -368,7 +376,8 @@ def test_explicit_provider_collects_what_the_sdk_collects(
     clear_loaded_configs()
     t0 = time.time_ns()
     ref_readers, got_readers = cumulative_and_delta_readers(), cumulative_and_delta_readers()
-    ref_provider, got_provider = provider(ref_readers, config), provider(got_readers, config)
+    ref_provider = provider(ref_readers, config)
+    got_provider = provider(got_readers, config, views=engine == "sdk")
     try:
         reference = Reference(ref_provider.get_meter(SERVICE), specs)
         client = create_metrics_client(SERVICE, config, meter_provider=got_provider)
@@ -535,7 +544,7 @@ def test_receivers_decode_what_was_sent(receivers: tuple[OtlpReceiver, OtlpRecei
 
 def _client_with(readers: dict[str, InMemoryMetricReader], spec: MetricSpec) -> Any:
     config = MetricsConfig(SERVICE, {spec.name: spec})
-    meter_provider = provider(readers, config)
+    meter_provider = provider(readers, config, views=not engine_active())
     return create_metrics_client(SERVICE, config, meter_provider=meter_provider), meter_provider
 
 
