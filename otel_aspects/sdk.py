@@ -617,10 +617,13 @@ def _check_prometheus_available() -> None:
 
 
 def _config_after_setup(config: MetricsConfig) -> None:
-    """Warn once when a config whose ``max_series`` needs a View arrives after setup."""
+    """Warn once when a config whose ``max_series`` needs a View arrives after setup.
+
+    Only with ``engine="sdk"``: there ``max_series`` is a View, built at setup.
+    """
     setup = _state.current
-    if setup is None or not setup.active:
-        return
+    if setup is None or not setup.active or setup.engine != "sdk":
+        return  # the engine applies max_series itself, whenever the config arrives
     capped = [s.name for s in config.metrics.values() if s.capture and s.max_series is not None]
     if capped:
         warn_once(
@@ -767,6 +770,8 @@ def _build(
             inst.meter_provider = SdkMeterProvider(
                 metric_readers=inst.readers,
                 resource=inst.resource,
+                # The engine applies buckets and max_series itself; the Views serve the
+                # instruments the SDK records (engine="sdk", a meter's raw instruments).
                 views=_views(),
                 shutdown_on_exit=False,
             )

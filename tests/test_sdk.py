@@ -260,16 +260,36 @@ class TestConfigAfterSetup:
     def test_late_config_with_max_series_warns_once(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """A config loaded after setup cannot get its View: one WARNING says so and how to fix."""
+        """With engine="sdk" a config loaded after setup cannot get its View: one WARNING
+        says so and how to fix."""
         path = tmp_path / "late.yml"
         path.write_text("service_name: late\ncounters:\n  - name: late_total\n    max_series: 5\n")
-        setup_metrics("svc")
+        setup_metrics("svc", engine="sdk")
         load_metrics_config("late", path)
         load_metrics_config("late", path)  # a second load of the same service: no new line
         lines = [r for r in caplog.records if "loaded after setup_metrics" in r.getMessage()]
         assert len(lines) == 1
         assert lines[0].levelno == logging.WARNING
         assert "late_total" in lines[0].getMessage()
+
+    def test_late_config_is_capped_by_the_engine(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """With the engine, a config loaded after setup_metrics gets its max_series, silently."""
+        setup = setup_metrics("svc")
+        path = tmp_path / "late.yml"
+        path.write_text("service_name: late\ncounters:\n  - name: late_total\n    max_series: 2\n")
+        client = create_metrics_client("late", load_metrics_config("late", path))
+        for i in range(5):
+            client.record_counter("late_total", 1, {"i": str(i)})
+        assert setup.memory_reader is not None
+        points = metric_points(setup.memory_reader, "late_total")
+        assert sorted((sorted(p.attributes.items()), p.value) for p in points) == [
+            ([("i", "0")], 1),
+            ([("i", "1")], 1),
+            ([("otel.metric.overflow", True)], 3),
+        ]
+        assert not [r for r in caplog.records if "loaded after setup_metrics" in r.getMessage()]
 
     def test_config_before_setup_or_without_max_series_is_quiet(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
