@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import collection, scale
-from benchmarks.cases import ASPECTS_AVAILABLE, Case, all_cases
+from benchmarks.cases import ASPECTS_AVAILABLE, ENGINE_ENV, Case, all_cases
 
 UNROLL = 10
 HERE = Path(__file__).resolve().parent
@@ -370,6 +370,95 @@ def _ratio_cell(ratio: dict[str, float] | None, ref: str | None, default: str) -
     return cell if ref == default else f"{cell} (vs {ref})"
 
 
+#: The README's table, one row per form: (what, case, engine-off twin or None).  Each
+#: row shows the case's ns/call, its ratio to its prometheus_client peer and to the
+#: hand-written SDK code of the same form (each with the reference's own ns/call), its
+#: engine-off twin (``<case>_sdk`` when there is one), and the issue targets about it.
+SUMMARY: tuple[tuple[str, str], ...] = (
+    ("bare call", "bare"),
+    ("wrapt pass-through", "wrapt"),
+    ("hand-written SDK: `counter.add` + `histogram.record`, 3 attributes", "otel_handwritten"),
+    ("the same, 2 readers (OTLP + Prometheus); ratio to 1 reader", "otel_handwritten_2readers"),
+    ("prometheus_client: wrapt decorator, pre-bound `inc()` + `observe()`", "prom_wrapt_prebound"),
+    ("prometheus_client: `.labels(...)` per call, 3 labels", "prom_both"),
+    ("`@timed` on a `capture: false` metric", "aspects_disabled"),
+    ("`@timed`, counter + histogram, 3 labels", "aspects_decorator"),
+    ("the same, 2 readers (OTLP + Prometheus)", "aspects_decorator_2readers"),
+    ("`with timed(...)`", "aspects_with"),
+    ("`with timed(...)` + `set_label` from nested code", "aspects_with_set_label"),
+    ("`client.record_counter` + `record_histogram`, dict per call", "client_record_dynamic"),
+    ("`track_duration(record_func)`", "seed_track_duration"),
+    ("`async with create_timed_context(...)` built per call", "seed_timed_context_per_call"),
+    ("coroutine", "aspects_async"),
+    ("generator", "aspects_gen"),
+    ("instance method", "aspects_method"),
+)
+
+README = HERE.parent / "README.md"
+README_START = "<!-- benchmarks:table:start (written by python -m benchmarks.run) -->"
+README_END = "<!-- benchmarks:table:end -->"
+
+
+def _with_ref(ratio: dict[str, float] | None, ref: str | None, rows: dict[str, Any]) -> str:
+    """``0.95 (`ref`, 3,411 ns)``: the ratio and the reference's own ns/call."""
+    if not ratio or not ref:
+        return ""
+    ns = f", {fmt_ns(rows[ref]['ns_per_call']['median'])} ns" if ref in rows else ""
+    return f"{ratio['median']:.2f} (`{ref}`{ns})"
+
+
+def render_summary(report: dict[str, Any]) -> list[str]:
+    """The README table: ours beside the hand-written SDK and prometheus_client, engine off."""
+    rows = {r["case"]: r for r in report["cases"]}
+    m, v = report["machine"], report["versions"]
+    lines = [
+        f"From one run of `make bench` on {report['date'][:10]} ({m['cpu']}, {m['cores']} cores, "
+        f"{m['implementation']} {m['python']}, opentelemetry-sdk {v.get('opentelemetry-sdk')}, "
+        f"prometheus-client {v.get('prometheus-client')}, wrapt {v.get('wrapt')}), medians of "
+        f"{report['settings']['rounds']} interleaved rounds; ratios are paired per round "
+        "([benchmarks/results.md](benchmarks/results.md) has every case):",
+        "",
+        "| form | ns/call | x prometheus_client peer | x hand-written SDK, same form "
+        f"| engine off (`{ENGINE_ENV}=sdk`): ns/call, x hand-written | issue targets |",
+        "|---|--:|--:|--:|--:|---|",
+    ]
+    for what, case in SUMMARY:
+        row = rows.get(case)
+        if row is None:
+            continue
+        off = rows.get(f"{case}_sdk")
+        off_cell = ""
+        if off:
+            off_cell = fmt_ns(off["ns_per_call"]["median"])
+            if off.get("x_handwritten"):
+                off_cell += f", {off['x_handwritten']['median']:.2f}"
+        hand = ""
+        if case != row["handwritten"] and row["group"] != "baseline" and case != "aspects_disabled":
+            hand = _with_ref(row.get("x_handwritten"), row["handwritten"], rows)
+        goals = [
+            f"{t['ratio']['median']:.2f} x `{t['reference']}` <= {t['limit']:g}: {t['result']}"
+            for t in report["targets"]
+            if t["case"] == case and not t.get("informative") and "ratio" in t
+        ]
+        lines.append(
+            f"| {what} | {fmt_ns(row['ns_per_call']['median'])} | "
+            f"{_with_ref(row.get('x_peer'), row.get('peer'), rows)} | {hand} | {off_cell} | "
+            f"{'; '.join(goals)} |"
+        )
+    return lines
+
+
+def update_readme(report: dict[str, Any], path: Path = README) -> bool:
+    """Replace the table between the README's markers; False if the markers are missing."""
+    text = path.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    block = "\n".join([README_START, "", *render_summary(report), "", README_END])
+    path.write_text(text[:start] + block + text[end + len(README_END) :])
+    return True
+
+
 def render_md(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
@@ -417,6 +506,7 @@ def render_md(report: dict[str, Any]) -> str:
             )
         else:
             lines.append(f"| {t['target']} | {kind} | - | {t['result']} |")
+    lines += ["", "## README table", "", *render_summary(report)]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     if report.get("scale"):
         lines += ["", "## Scale", "", *scale.render_md(report["scale"])]
@@ -638,6 +728,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "results.md").write_text(render_md(report))
+    if not smoke and not args.only and out.resolve() == HERE:
+        if update_readme(report):
+            log(f"updated the table in {README}")
+        else:
+            log(f"{README}: markers not found, table not updated")
     render_chart(report, out / "results.png")
     print(render_md(report))
     total = report["elapsed_s"]["total"]
