@@ -216,6 +216,7 @@ def count_checks(measured: list[Measured]) -> list[dict[str, Any]]:
         checks.append(
             {
                 "check": f"{m.case.name}: {m.calls:,} calls counted",
+                "per_call": m.case.name,
                 "ok": counter == m.calls and hist == m.calls,
                 "detail": f"counter {counter:,}, histogram count {hist:,}",
             }
@@ -513,7 +514,7 @@ def render_md(report: dict[str, Any]) -> str:
         lines += ["", "## Scale", "", *scale.render_md(report["scale"])]
     if report.get("collection"):
         lines += ["", "## Collection", "", *collection.render_md(report["collection"])]
-    per_call = [c for c in report.get("checks", ()) if c["check"].endswith(" calls counted")]
+    per_call = [c for c in report.get("checks", ()) if c.get("per_call")]
     if per_call:
         lines += [
             "",
@@ -523,7 +524,7 @@ def render_md(report: dict[str, Any]) -> str:
             "registry) reads its counter sum and histogram count back after the run and "
             "compares them with the calls it made (calibration and warm-up included): "
             + ", ".join(
-                f"{c['check'].split(':')[0]} {'ok' if c['ok'] else 'FAILED (' + c['detail'] + ')'}"
+                f"{c['per_call']} {'ok' if c['ok'] else 'FAILED (' + c['detail'] + ')'}"
                 for c in per_call
             )
             + ".",
