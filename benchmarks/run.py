@@ -632,7 +632,7 @@ def render_chart(report: dict[str, Any], path: Path) -> None:
     lo = [r["ns_per_call"]["median"] - r["ns_per_call"]["p25"] for r in rows][::-1]
     hi = [r["ns_per_call"]["p75"] - r["ns_per_call"]["median"] for r in rows][::-1]
     col = [colors.get(r["group"], "#444") for r in rows][::-1]
-    fig, ax = plt.subplots(figsize=(10, 0.38 * len(rows) + 1.8))
+    fig, ax = plt.subplots(figsize=(13, 0.38 * len(rows) + 1.8))
     ax.barh(names, med, xerr=[lo, hi], color=col, capsize=2)
     ax.set_xscale("log")
     ax.set_xlabel(
@@ -659,7 +659,7 @@ def render_chart(report: dict[str, Any], path: Path) -> None:
     )
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
     ax.legend(handles, list(colors), loc="lower right", fontsize=7)
-    ax.set_xlim(right=max(med) * 10)
+    ax.set_xlim(right=max(r["ns_per_call"]["p75"] for r in rows) * 80)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
