@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import statistics
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -54,10 +55,13 @@ class Built:
     keep: Any = None
 
 
-def _provider(n: int) -> tuple[MeterProvider, InMemoryMetricReader]:
+def _provider(n: int, *, view: bool = True) -> tuple[MeterProvider, InMemoryMetricReader]:
+    """A provider with one in-memory reader; with *view*, the SDK's cardinality limit is
+    raised above *n* by a View (the engine takes it from the YAML's ``max_series`` instead:
+    a View of the user's would send its instruments through the SDK)."""
     reader = InMemoryMetricReader()
-    view = View(instrument_name="*", aggregation_cardinality_limit=n + 100)
-    return MeterProvider(metric_readers=[reader], views=[view], shutdown_on_exit=False), reader
+    views = [View(instrument_name="*", aggregation_cardinality_limit=n + 100)] if view else []
+    return MeterProvider(metric_readers=[reader], views=views, shutdown_on_exit=False), reader
 
 
 def _sdk(kind: str, n: int) -> Built:
@@ -81,10 +85,15 @@ def _sdk(kind: str, n: int) -> Built:
 
 def _aspects(kind: str, n: int) -> Built:
     from otel_aspects.client import create_metrics_client
-    from otel_aspects.config import load_metrics_config
+    from otel_aspects.config import MetricsConfig, load_metrics_config
 
-    provider, reader = _provider(n)
+    engine_on = os.environ.get(ENGINE_ENV, "engine") != "sdk"
+    provider, reader = _provider(n, view=not engine_on)
     config = load_metrics_config("bench", BENCH_CONFIG, strict=True)
+    config = MetricsConfig(
+        config.service_name,
+        {name: replace(spec, max_series=n + 100) for name, spec in config.metrics.items()},
+    )
     client = create_metrics_client("bench", config, meter_provider=provider)
     if kind == "counter":
         record_counter = client.record_counter
