@@ -361,6 +361,7 @@ def _in_child(body: Callable[[], dict[str, Any]], timeout: float = 5.0) -> dict[
         code = 0
         try:
             os.close(read_end)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)  # a handler would let it hang
             signal.alarm(int(timeout))
             try:
                 result = body()
@@ -372,7 +373,7 @@ def _in_child(body: Callable[[], dict[str, Any]], timeout: float = 5.0) -> dict[
             os._exit(code)
     os.close(write_end)
     chunks = []
-    deadline = time.monotonic() + timeout + 5
+    deadline = time.monotonic() + timeout + 2  # also covers a hang in an at-fork handler
     try:
         while True:
             ready, _, _ = select.select([read_end], [], [], max(0.0, deadline - time.monotonic()))
