@@ -363,7 +363,7 @@ class TestReaders:
         self, providers: list[MeterProvider]
     ) -> None:
         """A delta reader gets what came since its last collection (with DELTA temporality)
-        while a cumulative reader of the same provider gets the totals."""
+        while a cumulative reader of the same provider gets the totals, min and max included."""
         delta, cumulative = (
             InMemoryMetricReader(preferred_temporality=DELTA),
             InMemoryMetricReader(),
@@ -396,6 +396,13 @@ class TestReaders:
         assert data is not None
         [m] = data.resource_metrics[0].scope_metrics[0].metrics
         assert m.data.aggregation_temporality is AggregationTemporality.DELTA
+        # min and max: the interval's own for the delta reader, all-time for the cumulative one.
+        client.record_histogram("latency_seconds", 0.4)
+        client.record_histogram("latency_seconds", 0.3)
+        [d_point] = metric_points(delta, "latency_seconds")
+        [c_point] = metric_points(cumulative, "latency_seconds")
+        assert (d_point.count, d_point.min, d_point.max) == (2, 0.3, 0.4)
+        assert (c_point.count, c_point.min, c_point.max) == (4, 0.05, 5.0)
 
     def test_otlp_delta_preference_reaches_the_wire(
         self, providers: list[MeterProvider], monkeypatch: pytest.MonkeyPatch
