@@ -9,6 +9,7 @@ state, the switch between recording modes, and aspects built per call.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import signal
 import threading
 import time
 import traceback
+import tracemalloc
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -313,8 +315,8 @@ class TestBounds:
         _check_capped(reader, "wide_total", 2000, 2100)
 
     def test_hostile_labels_keep_tables_bounded(self, providers: list[MeterProvider]) -> None:
-        """10,000 distinct label values, through the client and through ``timed`` set_label, leave
-        at most max_series+1 series and a bounded alias table, which stop growing."""
+        """10,000 distinct label values, through the client and a ``timed`` set_label, leave at
+        most max_series+1 series and a bounded alias table, and 10,000 more keep no memory."""
         reader = InMemoryMetricReader()
         client = create_metrics_client(
             "hostile",
@@ -329,19 +331,32 @@ class TestBounds:
         latency = client.get_histogram("timed_seconds")
         assert hits is not None and calls is not None and latency is not None
 
+        @timed(latency, counter=calls)  # one aspect for every call: whatever it caches stays
+        def handle(i: int) -> None:
+            set_label("user", i)
+
         def flood(offset: int) -> None:
             for i in range(offset, offset + 10_000):
                 client.record_counter("hits_total", 1, {"user": f"u{i}"})
-                with timed(latency, counter=calls) as run:
-                    run.set_label("user", i)
+                handle(i)
 
         def sizes() -> list[tuple[int, int]]:
             return [(len(i.table.series), len(i.table.aliases)) for i in (hits, calls, latency)]
 
         flood(0)
         first = sizes()
-        flood(10_000)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            flood(10_000)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
         assert sizes() == first
+        # 10,000 more distinct values keep nothing each (a kept one would be ~100+ bytes).
+        assert grown < 200_000, f"memory grew by {grown} bytes"
         for instrument in (hits, calls, latency):
             assert len(instrument.table.series) == instrument.max_series + 1
             assert len(instrument.table.aliases) <= 4 * instrument.max_series + 16
