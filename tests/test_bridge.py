@@ -37,7 +37,7 @@ from opentelemetry.sdk.metrics.view import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 from packaging.specifiers import SpecifierSet
 
 from otel_aspects import bridge, engine
@@ -460,11 +460,15 @@ class TestExemplars:
         assert {(e.trace_id, e.span_id) for e in point.exemplars} == {(ids.trace_id, ids.span_id)}
 
     def test_no_span_no_exemplar(self, providers: list[MeterProvider]) -> None:
-        """Without an active span the default (trace-based) filter keeps no exemplar."""
+        """Without an active span, or under an unsampled one, the default (trace-based) filter
+        keeps no exemplar."""
         reader = InMemoryMetricReader()
         client = _client(_provider(providers, reader))
         client.record_histogram("latency_seconds", 0.5)
         client.record_counter("hits_total", 1)
+        with TracerProvider(sampler=ALWAYS_OFF).get_tracer("t").start_as_current_span("off"):
+            client.record_histogram("latency_seconds", 50.0)
+            client.record_counter("hits_total", 1)
         once = Collected(reader)
         assert _histogram_point(once).exemplars == []
         assert all(p.exemplars == [] for p in metric_points(once, "hits_total"))
