@@ -76,7 +76,7 @@ def _provider(made: list[MeterProvider], *readers: MetricReader, **kwargs: Any) 
     return provider
 
 
-def _client(provider: MeterProvider, service: str = "svc") -> OTelMetricsClient:
+def _client(provider: MeterProvider | None, service: str = "svc") -> OTelMetricsClient:
     return create_metrics_client(service, CONFIG, meter_provider=provider)
 
 
@@ -251,6 +251,53 @@ class TestMerging:
         assert sorted(scopes["svc"]) == ["hits_total", "latency_seconds", "plain_total"]
         assert scopes["other"] == ["elsewhere_total"]
         assert data is not None and data.resource_metrics[0].resource is resource
+
+    def test_merged_scope_survives_the_otlp_encoder(self, providers: list[MeterProvider]) -> None:
+        """Over real OTLP/HTTP, the SDK's and the engine's metrics of one meter arrive together in
+        one ScopeMetrics (none dropped by the encoder)."""
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        with OtlpReceiver() as receiver:
+            exporter = OTLPMetricExporter(endpoint=receiver.metrics_url, timeout=5)
+            reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+            provider = _provider(providers, reader)
+            client = _client(provider)
+            provider.get_meter("svc").create_counter("plain_total").add(1)
+            client.record_counter("hits_total", 2)
+            client.record_histogram("latency_seconds", 0.5)
+            assert provider.force_flush(5_000)
+            assert receiver.wait_for_metric("hits_total")
+            [request] = receiver.metrics_requests
+            [resource_metrics] = request.resource_metrics
+            scopes = {
+                sm.scope.name: sorted(m.name for m in sm.metrics)
+                for sm in resource_metrics.scope_metrics
+            }
+            assert len(resource_metrics.scope_metrics) == 1
+            assert scopes == {"svc": ["hits_total", "latency_seconds", "plain_total"]}
+            assert receiver.total("hits_total") == 2 and receiver.total("plain_total") == 1
+            provider.shutdown()  # while the receiver is up: no retries against a closed port
+            providers.remove(provider)
+
+    def test_global_setup_merges_with_the_global_apis_meter(self) -> None:
+        """Through setup_metrics' global provider, a plain instrument from metrics.get_meter and
+        the client's metrics of that service share one ScopeMetrics under the setup's
+        resource."""
+        from opentelemetry import metrics
+
+        from otel_aspects import setup_metrics, shutdown_metrics
+
+        try:
+            setup = setup_metrics("merge_global")
+            client = _client(None, "merge_global")
+            metrics.get_meter("merge_global").create_counter("plain_total").add(1)
+            client.record_counter("hits_total", 2)
+            assert setup.memory_reader is not None
+            data = setup.memory_reader.get_metrics_data()
+            assert _scopes(data) == {"merge_global": ["plain_total", "hits_total"]}
+            assert data is not None and data.resource_metrics[0].resource is setup.resource
+        finally:
+            shutdown_metrics()
 
     def test_engine_only_gets_a_new_scope_with_the_providers_resource(
         self, providers: list[MeterProvider]
@@ -428,6 +475,8 @@ class TestReaders:
                 PbTemporality.AGGREGATION_TEMPORALITY_DELTA
             ] * 2
             assert [[p.as_int for p in s.data_points] for s in sums] == [[3], [2]]
+            provider.shutdown()  # while the receiver is up: no retries against a closed port
+            providers.remove(provider)
             hists = [m.histogram for _, m in receiver.metrics("latency_seconds")]
             assert len(hists) == 1  # no new measurement in the second interval: no point
             assert hists[0].aggregation_temporality == PbTemporality.AGGREGATION_TEMPORALITY_DELTA
