@@ -604,13 +604,24 @@ class TestModes:
         _no_warnings(caplog)
 
     def test_global_client_made_before_setup(self) -> None:
-        """A global client made before setup_metrics records into the setup's readers after it."""
+        """A global client (and a ``timed`` on it) made before setup_metrics records into the
+        setup's readers after it."""
         client = create_metrics_client("early", CONFIG)
+
+        @timed("timed_seconds", counter="calls_total", client=client)
+        def handler() -> None:
+            pass
+
         client.record_counter("ops_total", 100)  # before any setup: goes nowhere
+        handler()
         setup = setup_metrics("early")
         assert setup.memory_reader is not None
         client.record_counter("ops_total", 2)
         client.record_histogram("op_seconds", 0.1)
+        handler()
+        assert counter_value(setup.memory_reader, "calls_total", {"status": "success"}) == 1
+        timed_data = histogram_data(setup.memory_reader, "timed_seconds")
+        assert timed_data is not None and timed_data.count == 1
         assert counter_value(setup.memory_reader, "ops_total") == 2
         data = histogram_data(setup.memory_reader, "op_seconds")
         assert data is not None and data.count == 1
