@@ -316,7 +316,7 @@ class TestBounds:
 
     def test_hostile_labels_keep_tables_bounded(self, providers: list[MeterProvider]) -> None:
         """10,000 distinct label values, through the client and a ``timed`` set_label, leave at
-        most max_series+1 series and a bounded alias table, and 10,000 more keep no memory."""
+        most max_series+1 series and a bounded alias table, and more values keep no memory."""
         reader = InMemoryMetricReader()
         client = create_metrics_client(
             "hostile",
@@ -335,34 +335,34 @@ class TestBounds:
         def handle(i: int) -> None:
             set_label("user", i)
 
-        def flood(offset: int) -> None:
-            for i in range(offset, offset + 10_000):
+        def flood(offset: int, count: int) -> None:
+            for i in range(offset, offset + count):
                 client.record_counter("hits_total", 1, {"user": f"u{i}"})
                 handle(i)
 
         def sizes() -> list[tuple[int, int]]:
             return [(len(i.table.series), len(i.table.aliases)) for i in (hits, calls, latency)]
 
-        flood(0)
+        flood(0, 10_000)
         first = sizes()
         gc.collect()
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
-            flood(10_000)
+            flood(10_000, 3_000)  # traced: slower, so fewer
             gc.collect()
             grown = tracemalloc.get_traced_memory()[0] - before
         finally:
             tracemalloc.stop()
         assert sizes() == first
-        # 10,000 more distinct values keep nothing each (a kept one would be ~100+ bytes).
-        assert grown < 200_000, f"memory grew by {grown} bytes"
+        # 3,000 more distinct values keep nothing each (a kept one would be ~100+ bytes).
+        assert grown < 100_000, f"memory grew by {grown} bytes"
         for instrument in (hits, calls, latency):
             assert len(instrument.table.series) == instrument.max_series + 1
             assert len(instrument.table.aliases) <= 4 * instrument.max_series + 16
-        assert counter_value(reader, "hits_total") == 20_000
-        assert counter_value(reader, "hits_total", OVERFLOW_ATTRIBUTES) == 20_000 - 50
-        assert counter_value(reader, "calls_total") == 20_000
+        assert counter_value(reader, "hits_total") == 13_000
+        assert counter_value(reader, "hits_total", OVERFLOW_ATTRIBUTES) == 13_000 - 50
+        assert counter_value(reader, "calls_total") == 13_000
 
 
 # ---------------------------------------------------------------------- 8. fork
