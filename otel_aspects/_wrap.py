@@ -160,6 +160,8 @@ def wrap(aspect: Aspect, func: Any) -> Any:
         kind = "sync"
     wrapper = _GENERAL[kind](aspect)
     if inspect.isfunction(func) and not _in_class_body(func):
+        if kind == "sync":
+            return _PlainSyncFunction(func, wrapper, aspect)
         return _PlainFunctionWrapper(func, wrapper)
     return wrapt.FunctionWrapper(func, wrapper)
 
@@ -206,6 +208,41 @@ class _PlainFunctionWrapper(wrapt.FunctionWrapper[..., Any]):
 #: specialised by the interpreter.
 _call_of: Callable[[_PlainFunctionWrapper], Callable[[Args, Kwargs], Any]] = (
     _PlainFunctionWrapper.__dict__["_self_call"].__get__
+)
+
+
+class _PlainSyncFunction(_PlainFunctionWrapper):
+    """A decorated plain sync function: the sync wrapper's body is its ``__call__``.
+
+    One Python frame of ours per call (the issue's recursion-depth complaint: each
+    decorated call used to add three), and no ``partial`` in between.  The body is
+    :func:`_sync_wrapper`'s, which every other sync target (methods, classmethods,
+    callable objects) still uses; ``tests/test_aspects_properties.py`` drives both.
+    """
+
+    __slots__ = ("_self_hooks",)
+
+    def __init__(
+        self, wrapped: Callable[..., Any], wrapper: Callable[..., Any], aspect: Aspect
+    ) -> None:
+        super().__init__(wrapped, wrapper)
+        self._self_hooks = (aspect._begin, aspect._finish, aspect._fail, wrapped)
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        begin, finish, fail, wrapped = _hooks_of(self)
+        call = begin(args, kwargs)
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            fail(call, exc)
+            raise
+        finish(call, result)
+        return result
+
+
+#: ``_hooks_of(w)`` is ``w._self_hooks`` read through the slot descriptor (see ``_call_of``).
+_hooks_of: Callable[[_PlainSyncFunction], tuple[Any, Any, Any, Callable[..., Any]]] = (
+    _PlainSyncFunction.__dict__["_self_hooks"].__get__
 )
 
 

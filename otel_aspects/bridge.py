@@ -274,6 +274,7 @@ def _collect(
     generation: Generation, reader: Any, now: int
 ) -> dict[InstrumentationScope, list[Metric]]:
     state = _reader_state(generation, reader)
+    generation.fold_all()  # what timed aspects measured and have not added yet
     out: dict[InstrumentationScope, list[Metric]] = {}
     for instrument, table in list(generation.tables.items()):
         if not table.series or instrument.kind in state.drop:
@@ -351,6 +352,8 @@ def _point(
     now: int,
 ) -> NumberDataPoint | HistogramDataPoint | None:
     kind = instrument.kind
+    if row[0] == 0:
+        return None  # created by a measurement still pending: it has no point yet
     before = state.snapshots.get(series) if delta else None
     if delta:
         if before is not None and before[0] == row[0]:

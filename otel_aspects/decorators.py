@@ -82,7 +82,30 @@ def create_timed_context(record_func: RecordFunc, labels: Mapping[str, Any] | No
     ...     ctx.set_success(False)
     {'operation': 'fetch', 'status': 'failure'}
     """
-    return Timed(record_func=record_func, labels=labels)
+    key = None
+    if labels is None or (
+        labels.__class__ is dict
+        and all(k.__class__ is str and v.__class__ is str for k, v in labels.items())
+    ):
+        try:
+            key = (record_func, None if labels is None else tuple(labels.items()))
+            cached = _contexts.get(key)
+        except Exception:  # an unhashable record_func
+            key = cached = None
+        if cached is not None:
+            return cached
+    context = Timed(record_func=record_func, labels=labels)
+    if key is not None and len(_contexts) < _CONTEXTS_MAX:
+        _contexts[key] = context
+    return context
+
+
+#: ``create_timed_context`` built inside a handler, once per call, is the seed's own
+#: pattern: one ``timed`` per (record_func, labels) serves them all.  A ``timed`` keeps
+#: no per-entry state of its own (each entry has its own ``Run``), so sharing it is
+#: sharing nothing but what its construction derived.
+_contexts: dict[tuple[Any, Any], Timed] = {}
+_CONTEXTS_MAX = 256
 
 
 def counted(

@@ -81,7 +81,13 @@ _INF = float("inf")
 #: bound method (the API's ``_RUNTIME_CONTEXT``; pinned by tests/test_bridge.py), else
 #: the public function.  Read on every measurement under the default exemplar filter.
 _runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
-get_current: Callable[[], Context] = getattr(_runtime, "get_current", otel_context.get_current)
+#: Its ``ContextVar``'s own ``get`` where the runtime context is the API's default
+#: (``ContextVarsRuntimeContext._current_context``), else its ``get_current``.
+get_current: Callable[[], Context] = getattr(
+    getattr(_runtime, "_current_context", None),
+    "get",
+    getattr(_runtime, "get_current", otel_context.get_current),
+)
 #: Exemplar sampling per generation: never, with a sampled span (the SDK's default
 #: ``trace_based``), always, or a user's own ``ExemplarFilter``.
 SAMPLE_OFF, SAMPLE_TRACE, SAMPLE_ALWAYS, SAMPLE_CUSTOM = 0, 1, 2, 3
@@ -123,13 +129,16 @@ class Series:
     span_id, trace_id)``, or ``None``.
     """
 
-    __slots__ = ("attributes", "exemplar", "mixed", "n", "start")
+    __slots__ = ("attributes", "exemplar", "mixed", "n", "pending", "start")
 
     def __init__(self, attributes: dict[str, Any]) -> None:
         self.attributes = attributes
         self.start = time_ns()
         self.n = 0
         self.exemplar: tuple[Any, ...] | None = None
+        #: Measurements recorded but not yet added (see :class:`Slot`; sums and
+        #: histograms only: a gauge's last value must not wait behind older ones).
+        self.pending: list[Any] = []
         #: Some value is not a str: raw dicts that compare equal may still differ in
         #: type (``True == 1 == 1.0``), so an alias hit checks the types.
         self.mixed = any(v.__class__ is not str for v in attributes.values())
@@ -164,6 +173,15 @@ class SumSeries(Series):
         else:
             self.value += value  # type: ignore[assignment]
         self.n += 1
+
+    def fold_locked(self) -> None:
+        """Add the pending measurements (the caller holds the lock); see :class:`Slot`."""
+        pending = self.pending
+        taken = pending[: len(pending)]
+        if taken:
+            del pending[: len(taken)]
+            for value in taken:
+                self.add(value)
 
 
 class GaugeSeries(Series):
@@ -221,6 +239,37 @@ class HistogramSeries(Series):
                 window[1] = value
         return index
 
+    def fold_locked(self) -> None:
+        """Add the pending measurements (the caller holds the lock); see :class:`Slot`."""
+        pending = self.pending
+        taken = pending[: len(pending)]
+        if taken:
+            del pending[: len(taken)]
+            self.observe_all(taken)
+
+    def observe_all(self, values: list[float]) -> None:
+        """Add many measurements at once (the caller holds the lock)."""
+        if values[0].__class__ is not float or len(set(map(type, values))) != 1:
+            for value in values:
+                self.observe(value)
+            return
+        bounds, counts = self.bounds, self.counts
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1
+        self.n += len(values)
+        self.fsum += sum(values)
+        self.nf += len(values)
+        low, high = min(values), max(values)
+        if low < self.min:
+            self.min = low
+        if high > self.max:
+            self.max = high
+        for window in self.windows:
+            if low < window[0]:
+                window[0] = low
+            if high > window[1]:
+                window[1] = high
+
 
 # --------------------------------------------------------------------------
 # Generations and tables
@@ -237,6 +286,7 @@ class Generation:
         "lock",
         "readers",
         "sampling",
+        "slots",
         "tables",
     )
 
@@ -249,6 +299,29 @@ class Generation:
         self.exemplar_filter = exemplar_filter
         #: Per-reader collection state, kept by :mod:`otel_aspects.bridge`.
         self.readers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        #: (counter series, histogram series) -> its :class:`Slot`, shared by every
+        #: ``timed`` recording that pair (bounded by the series themselves).
+        self.slots: dict[tuple[Series | None, Series | None], Slot] = {}
+
+    def slot(self, counter: Series | None, histogram: Series | None) -> Slot:
+        key = (counter, histogram)
+        slot = self.slots.get(key)
+        if slot is None:
+            with self.lock:
+                slot = self.slots.get(key)
+                if slot is None:
+                    slot = self.slots[key] = Slot(counter, histogram, self)
+        return slot
+
+    def fold_all(self) -> None:
+        """Add everything measured but not yet added to the series (before a collection)."""
+        with self.lock:
+            for slot in list(self.slots.values()):
+                slot.fold_locked()
+            for table in list(self.tables.values()):
+                for series in list(table.series.values()):
+                    if series.pending:
+                        series.fold_locked()  # type: ignore[attr-defined]
 
     def table(self, instrument: Instrument) -> Table:
         table = self.tables.get(instrument)
@@ -313,6 +386,51 @@ class Generation:
             exemplars[index] = exemplar
         else:
             series.exemplar = exemplar
+
+
+class Slot:
+    """What one ``timed`` records into for one attribute set: a counter's and a
+    histogram's series, and the durations measured but not yet added to them.
+
+    A measured call only appends its duration to ``pending`` (one atomic list
+    operation, no lock); the counter's ``+1`` is implied by it.  The durations are
+    added to the series (:meth:`fold`, under the generation's lock) before every
+    collection, and by the recording thread once :data:`FOLD_AT` are waiting, so
+    memory stays bounded.  ``fold`` takes exactly the first ``k`` items and deletes
+    them (``del pending[:k]``, atomic): a duration appended meanwhile stays for the
+    next fold, never lost, never counted twice.
+    """
+
+    __slots__ = ("counter", "generation", "histogram", "pending")
+
+    def __init__(
+        self, counter: Series | None, histogram: Series | None, generation: Generation
+    ) -> None:
+        self.counter = counter
+        self.histogram = histogram
+        self.generation = generation
+        self.pending: list[float] = []
+
+    def fold(self) -> None:
+        """Add the pending durations to the series (takes the generation's lock)."""
+        with self.generation.lock:
+            self.fold_locked()
+
+    def fold_locked(self) -> None:
+        pending = self.pending
+        taken = pending[: len(pending)]
+        if not taken:
+            return
+        del pending[: len(taken)]
+        if self.counter is not None:
+            self.counter.value += len(taken)  # type: ignore[attr-defined]
+            self.counter.n += len(taken)
+        if self.histogram is not None:
+            self.histogram.observe_all(taken)  # type: ignore[attr-defined]
+
+
+#: Durations a slot holds before the recording thread folds them itself.
+FOLD_AT: Final = 256
 
 
 class Table:
@@ -495,12 +613,14 @@ class Instrument:
 class _SumInstrument(Instrument):
     def _aggregate(self, value: int | float, series: Series, context: Context | None) -> None:
         generation = self.table.generation
-        with generation.lock:
-            series.add(value)  # type: ignore[attr-defined]
         if generation.sampling and (
             generation.sampling != SAMPLE_TRACE or context or get_current()
         ):
+            with generation.lock:
+                series.add(value)  # type: ignore[attr-defined]
             generation.offer(series, value, context, 0)
+            return
+        _write_behind(series, value, generation)
 
     def add(self, amount: float, attributes: Any = None, context: Context | None = None) -> None:
         """Add *amount* (the OTel API's ``add``)."""
@@ -575,12 +695,14 @@ class Histogram(Instrument):
 
     def _aggregate(self, value: int | float, series: Series, context: Context | None) -> None:
         generation = self.table.generation
-        with generation.lock:
-            index = series.observe(value)  # type: ignore[attr-defined]
         if generation.sampling and (
             generation.sampling != SAMPLE_TRACE or context or get_current()
         ):
+            with generation.lock:
+                index = series.observe(value)  # type: ignore[attr-defined]
             generation.offer(series, value, context, index)
+            return
+        _write_behind(series, value, generation)
 
     def record(self, amount: float, attributes: Any = None, context: Context | None = None) -> None:
         """Record *amount* (finite, non-negative)."""
@@ -595,6 +717,15 @@ class Histogram(Instrument):
                 self._failed(exc)
             return
         self._record(amount, attributes, context)
+
+
+def _write_behind(series: Series, value: int | float, generation: Generation) -> None:
+    """Queue *value* on *series* without a lock; fold when :data:`FOLD_AT` are waiting."""
+    pending = series.pending
+    pending.append(value)
+    if len(pending) >= FOLD_AT:
+        with generation.lock:
+            series.fold_locked()  # type: ignore[attr-defined]
 
 
 #: The SDK's default explicit bucket boundaries (for a histogram without buckets).
@@ -642,9 +773,8 @@ class Pair:
         "_cache",
         "_epoch",
         "_fused",
-        "_generation",
         "_ok",
-        "_ok_pair",
+        "_ok_slot",
         "_store",
         "_table_c",
         "_table_h",
@@ -667,9 +797,8 @@ class Pair:
         )
         self._epoch = -1
         self._fused = False
-        self._generation: Generation | None = None
-        self._ok_pair: tuple[Series | None, Series | None] | None = None
-        self._cache: dict[Any, tuple[Series | None, Series | None]] = {}
+        self._ok_slot: Slot | None = None
+        self._cache: dict[Any, Slot] = {}
         self._table_c: Table | None = None
         self._table_h: Table | None = None
 
@@ -682,46 +811,56 @@ class Pair:
         store = self._store
         if store is None or self._epoch != store.epoch:
             self._refresh()
-        if not self._fused:
+        if not self._fused or not 0.0 <= duration < _INF:  # (a user clock went backwards)
             self._record_apart(duration, attributes)
             return
         try:
             if attributes is self._ok:
-                pair = self._ok_pair
-                if pair is None:
-                    pair = self._ok_pair = self._find(attributes)
+                slot = self._ok_slot
+                if slot is None:
+                    slot = self._ok_slot = self._find(attributes)
             else:
                 try:
                     items = tuple(attributes.items())
-                    pair = self._cache[items]
+                    slot = self._cache[items]
                 except Exception:  # unseen, or an unhashable value
-                    pair = self._find(attributes)
+                    slot = self._find(attributes)
                 else:
-                    some = pair[0] if pair[0] is not None else pair[1]
+                    some = slot.counter if slot.counter is not None else slot.histogram
                     if some is not None and some.mixed and not some.same_types(items):
-                        pair = self._find(attributes)
-            counter_series, histogram_series = pair
-            generation: Generation = self._generation  # type: ignore[assignment]
-            index = 0
-            with generation.lock:
-                if counter_series is not None:
-                    counter_series.value += 1  # type: ignore[attr-defined]  # SumSeries.add(1)
-                    counter_series.n += 1
-                if histogram_series is not None:
-                    index = histogram_series.observe(duration)  # type: ignore[attr-defined]
-            if generation.sampling and (generation.sampling != SAMPLE_TRACE or get_current()):
-                if counter_series is not None:
-                    generation.offer(counter_series, 1, None, 0)
-                if histogram_series is not None:
-                    generation.offer(histogram_series, duration, None, index)
+                        slot = self._find(attributes)
+            generation = slot.generation
+            sampling = generation.sampling
+            if sampling and (sampling != SAMPLE_TRACE or get_current()):
+                self._record_sampled(slot, duration)
+                return
+            pending = slot.pending
+            pending.append(duration)
+            if len(pending) >= FOLD_AT:
+                slot.fold()
         except Exception as exc:
             (self.counter if self.counter is not None else self.histogram)._failed(exc)
+
+    def _record_sampled(self, slot: Slot, duration: float) -> None:
+        # A measurement that may become an exemplar: straight into the series.
+        generation = slot.generation
+        counter_series, histogram_series = slot.counter, slot.histogram
+        index = 0
+        with generation.lock:
+            if counter_series is not None:
+                counter_series.add(1)  # type: ignore[attr-defined]
+            if histogram_series is not None:
+                index = histogram_series.observe(duration)  # type: ignore[attr-defined]
+        if counter_series is not None:
+            generation.offer(counter_series, 1, None, 0)
+        if histogram_series is not None:
+            generation.offer(histogram_series, duration, None, index)
 
     def _refresh(self) -> None:
         store = self._store
         counter, histogram = self.counter, self.histogram
         self._cache = {}
-        self._ok_pair = None
+        self._ok_slot = None
         if store is None:
             self._fused = False
             return
@@ -729,10 +868,10 @@ class Pair:
         self._fused = all(i is None or i.sdk is None for i in (counter, histogram))
         self._table_c = None if counter is None else counter.table
         self._table_h = None if histogram is None else histogram.table
-        self._generation = (self._table_c or self._table_h).generation  # type: ignore[union-attr]
 
-    def _find(self, attributes: dict[str, Any]) -> tuple[Series | None, Series | None]:
-        pair = (
+    def _find(self, attributes: dict[str, Any]) -> Slot:
+        table = self._table_c if self._table_c is not None else self._table_h
+        slot = table.generation.slot(  # type: ignore[union-attr]
             None if self._table_c is None else self._table_c.lookup(attributes),
             None if self._table_h is None else self._table_h.lookup(attributes),
         )
@@ -741,8 +880,8 @@ class Pair:
             k.__class__ is str and v.__class__ in _ALIASABLE and v == v
             for k, v in attributes.items()
         ):
-            cache[tuple(attributes.items())] = pair
-        return pair
+            cache[tuple(attributes.items())] = slot
+        return slot
 
     def _record_apart(self, duration: float, attributes: dict[str, Any]) -> None:
         if self.counter is not None:

@@ -551,11 +551,14 @@ def test_disabled_record_target_is_never_called() -> None:
 def test_wrapper_class_by_definition_site() -> None:
     import wrapt
 
-    from otel_aspects._wrap import _PlainFunctionWrapper
+    from otel_aspects._wrap import _PlainFunctionWrapper, _PlainSyncFunction
 
     t = timed(FakeInstrument(), counter=FakeInstrument())
 
     def nested(x: int) -> int:
+        return x
+
+    async def nested_coroutine(x: int) -> int:
         return x
 
     class C:
@@ -566,7 +569,9 @@ def test_wrapper_class_by_definition_site() -> None:
     plain = t(nested)
     # A plain function skips wrapt's per-call __self__ lookup; a method keeps wrapt's
     # own class (its C binding is faster for it).  Both behave the same.
-    assert type(plain) is _PlainFunctionWrapper
+    # A plain sync function's wrapper body is the proxy's own __call__ (one frame of ours).
+    assert type(plain) is _PlainSyncFunction
+    assert type(t(nested_coroutine)) is _PlainFunctionWrapper
     assert type(C.__dict__["m"]) is wrapt.FunctionWrapper
     assert plain(1) == C().m(1) == C.m(C(), 1) == 1
     assert plain.__name__ == "nested" and plain.__wrapped__ is nested
@@ -648,3 +653,28 @@ def test_decorated_generator_protocol_is_the_bare_one(body: Any, script: str) ->
     ]
     assert all(step[1] == {"consumer": 1} for step in seen if step[0] == "consumer scope")
     assert len(inst.calls) == (0 if script.startswith(("close", "throw")) else 2)
+
+
+def test_a_decorated_call_adds_one_frame_of_ours() -> None:
+    """During a decorated plain function's call, one Python frame of otel_aspects is on
+    the stack (issue 9, item 11: each call used to add three)."""
+    import sys
+
+    seen: list[list[str]] = []
+    t = timed(FakeInstrument(), counter=FakeInstrument())
+
+    @t
+    def inner() -> None:
+        frame = sys._getframe(1)
+        names = []
+        while frame is not None and frame.f_code.co_name != "caller":
+            names.append(frame.f_code.co_filename)
+            frame = frame.f_back
+        seen.append(names)
+
+    def caller() -> None:
+        inner()
+
+    caller()
+    (between,) = seen
+    assert len(between) == 1 and between[0].endswith("otel_aspects/_wrap.py")
