@@ -332,12 +332,11 @@ def _exemplars(
     series: Series, found: Iterable[tuple[Any, ...] | None], previous: int | None
 ) -> list[Exemplar]:
     # The SDK's reservoirs are emptied at each collection: only what came since.
-    filtered: dict[str, Any] | None = {} if series.attributes else None
     return [
-        Exemplar(filtered, value, at, span_id, trace_id)
+        Exemplar(kept, value, at, span_id, trace_id)
         for item in found
         if item is not None
-        for value, at, span_id, trace_id in (item,)
+        for value, at, span_id, trace_id, kept in (item,)
         if previous is None or at >= previous
     ]
 

@@ -75,6 +75,7 @@ DEFAULT_MAX_SERIES: Final = 2000
 #: The attributes of the series that takes every attribute set past the limit.
 OVERFLOW_ATTRIBUTES: Final = {"otel.metric.overflow": True}
 _OVERFLOW_KEY: Final = frozenset({("otel.metric.overflow", bool, True)})
+_OVERFLOW_KEY_ATTR: Final = "otel.metric.overflow"
 
 _INF = float("inf")
 #: ``opentelemetry.context.get_current`` without its own frame: the runtime context's
@@ -344,9 +345,15 @@ class Generation:
         return slot
 
     def offer(
-        self, series: Series, value: int | float, context: Context | None, index: int
+        self,
+        series: Series,
+        value: int | float,
+        context: Context | None,
+        index: int,
+        attributes: Any = None,
     ) -> None:
-        """Keep *value* as an exemplar of *series* if the SDK's filter would sample it."""
+        """Keep *value* (measured with *attributes*) as an exemplar of *series* if the
+        SDK's filter would sample it."""
         mode = self.sampling
         if mode == SAMPLE_OFF:
             return
@@ -378,7 +385,13 @@ class Generation:
                     budget="hooks",
                 )
                 return
-        exemplar = (value, now, span_id, trace_id)
+        # What the SDK's exemplar keeps beside the point's own attributes: nothing, unless
+        # the measurement went to the overflow series, whose point lost them.
+        if series.attributes is not None and _OVERFLOW_KEY_ATTR in series.attributes:
+            kept: dict[str, Any] | None = clean_attributes(attributes, "exemplar") or None
+        else:
+            kept = {} if series.attributes else None
+        exemplar = (value, now, span_id, trace_id, kept)
         if isinstance(series, HistogramSeries):
             exemplars = series.exemplars
             if exemplars is None:
@@ -590,11 +603,13 @@ class Instrument:
                 self._failed(exc)
             return
         try:
-            self._aggregate(checked, self.table.lookup(attributes), context)
+            self._aggregate(checked, self.table.lookup(attributes), context, attributes)
         except Exception as exc:
             self._failed(exc)
 
-    def _aggregate(self, value: int | float, series: Series, context: Context | None) -> None:
+    def _aggregate(
+        self, value: int | float, series: Series, context: Context | None, attributes: Any
+    ) -> None:
         raise NotImplementedError
 
     def _failed(self, exc: Exception) -> None:
@@ -611,14 +626,16 @@ class Instrument:
 
 
 class _SumInstrument(Instrument):
-    def _aggregate(self, value: int | float, series: Series, context: Context | None) -> None:
+    def _aggregate(
+        self, value: int | float, series: Series, context: Context | None, attributes: Any
+    ) -> None:
         generation = self.table.generation
         if generation.sampling and (
             generation.sampling != SAMPLE_TRACE or context or get_current()
         ):
             with generation.lock:
                 series.add(value)  # type: ignore[attr-defined]
-            generation.offer(series, value, context, 0)
+            generation.offer(series, value, context, 0, attributes)
             return
         _write_behind(series, value, generation)
 
@@ -640,7 +657,7 @@ class Counter(_SumInstrument):
             (cls is int and 0 <= v <= INT64_MAX) or (cls is float and 0.0 <= v < _INF)
         ) and self.sdk is None:
             try:
-                self._aggregate(amount, self.table.lookup(attributes), context)
+                self._aggregate(amount, self.table.lookup(attributes), context, attributes)
             except Exception as exc:
                 self._failed(exc)
             return
@@ -664,7 +681,9 @@ class Gauge(Instrument):
     def new_series(self, attributes: dict[str, Any], windows: int) -> Series:
         return GaugeSeries(attributes)
 
-    def _aggregate(self, value: int | float, series: Series, context: Context | None) -> None:
+    def _aggregate(
+        self, value: int | float, series: Series, context: Context | None, attributes: Any
+    ) -> None:
         generation = self.table.generation
         with generation.lock:
             series.value = value  # type: ignore[attr-defined]
@@ -672,7 +691,7 @@ class Gauge(Instrument):
         if generation.sampling and (
             generation.sampling != SAMPLE_TRACE or context or get_current()
         ):
-            generation.offer(series, value, context, 0)
+            generation.offer(series, value, context, 0, attributes)
 
     def set(self, amount: float, attributes: Any = None, context: Context | None = None) -> None:
         """Set the gauge to *amount* (finite)."""
@@ -693,14 +712,16 @@ class Histogram(Instrument):
         """The explicit bucket boundaries (the SDK's default when none were given)."""
         return self.buckets if self.buckets is not None else SDK_DEFAULT_BUCKETS
 
-    def _aggregate(self, value: int | float, series: Series, context: Context | None) -> None:
+    def _aggregate(
+        self, value: int | float, series: Series, context: Context | None, attributes: Any
+    ) -> None:
         generation = self.table.generation
         if generation.sampling and (
             generation.sampling != SAMPLE_TRACE or context or get_current()
         ):
             with generation.lock:
                 index = series.observe(value)  # type: ignore[attr-defined]
-            generation.offer(series, value, context, index)
+            generation.offer(series, value, context, index, attributes)
             return
         _write_behind(series, value, generation)
 
@@ -712,7 +733,7 @@ class Histogram(Instrument):
             (cls is float and 0.0 <= v < _INF) or (cls is int and 0 <= v <= INT64_MAX)
         ) and self.sdk is None:
             try:
-                self._aggregate(amount, self.table.lookup(attributes), context)
+                self._aggregate(amount, self.table.lookup(attributes), context, attributes)
             except Exception as exc:
                 self._failed(exc)
             return
@@ -832,7 +853,7 @@ class Pair:
             generation = slot.generation
             sampling = generation.sampling
             if sampling and (sampling != SAMPLE_TRACE or get_current()):
-                self._record_sampled(slot, duration)
+                self._record_sampled(slot, duration, attributes)
                 return
             pending = slot.pending
             pending.append(duration)
@@ -841,7 +862,7 @@ class Pair:
         except Exception as exc:
             (self.counter if self.counter is not None else self.histogram)._failed(exc)
 
-    def _record_sampled(self, slot: Slot, duration: float) -> None:
+    def _record_sampled(self, slot: Slot, duration: float, attributes: dict[str, Any]) -> None:
         # A measurement that may become an exemplar: straight into the series.
         generation = slot.generation
         counter_series, histogram_series = slot.counter, slot.histogram
@@ -852,9 +873,9 @@ class Pair:
             if histogram_series is not None:
                 index = histogram_series.observe(duration)  # type: ignore[attr-defined]
         if counter_series is not None:
-            generation.offer(counter_series, 1, None, 0)
+            generation.offer(counter_series, 1, None, 0, attributes)
         if histogram_series is not None:
-            generation.offer(histogram_series, duration, None, index)
+            generation.offer(histogram_series, duration, None, index, attributes)
 
     def _refresh(self) -> None:
         store = self._store

@@ -190,12 +190,19 @@ class TestPinnedSdkNames:
         assert ExplicitBucketHistogramAggregation()._boundaries is None
 
     def test_runtime_context_and_exemplar_filters(self) -> None:
-        """The API's _RUNTIME_CONTEXT.get_current is what the engine reads (not the fallback),
-        and the exemplar filter classes live in the SDK's _internal.exemplar."""
+        """The engine reads the API's _RUNTIME_CONTEXT's own ContextVar (_current_context.get,
+        not a fallback), which gives what context.get_current gives; the exemplar filter
+        classes live in the SDK's _internal.exemplar."""
         context_module = importlib.import_module("opentelemetry.context")
         runtime = _pinned(context_module, "_RUNTIME_CONTEXT", "opentelemetry.context")
-        _pinned(runtime, "get_current", "_RUNTIME_CONTEXT")
-        assert engine.get_current == runtime.get_current, "engine fell back to context.get_current"
+        var = _pinned(runtime, "_current_context", "_RUNTIME_CONTEXT")
+        assert engine.get_current == var.get, "engine fell back to context.get_current"
+        token = context_module.attach(context_module.set_value("k", "v"))
+        try:
+            assert engine.get_current() == context_module.get_current()
+            assert engine.get_current().get("k") == "v"
+        finally:
+            context_module.detach(token)
         exemplar = importlib.import_module("opentelemetry.sdk.metrics._internal.exemplar")
         for name in (
             "AlwaysOffExemplarFilter",
@@ -593,11 +600,6 @@ class TestExemplars:
         assert point.count == 2 and point.exemplars == []
         assert len(_histogram_point(second).exemplars) == 1
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="engine bug: an exemplar kept in the overflow series has filtered_attributes {} "
-        "where the SDK keeps the measurement's own attributes (bridge._exemplars)",
-    )
     def test_overflow_exemplar_keeps_the_measurements_attributes(
         self, providers: list[MeterProvider]
     ) -> None:
