@@ -82,20 +82,30 @@ def create_timed_context(record_func: RecordFunc, labels: Mapping[str, Any] | No
     ...     ctx.set_success(False)
     {'operation': 'fetch', 'status': 'failure'}
     """
-    key = None
-    if labels is None or (
-        labels.__class__ is dict
-        and all(k.__class__ is str and v.__class__ is str for k, v in labels.items())
-    ):
-        try:
-            key = (record_func, None if labels is None else tuple(labels.items()))
-            cached = _contexts.get(key)
-        except Exception:  # an unhashable record_func
-            key = cached = None
-        if cached is not None:
-            return cached
+    try:
+        key: tuple[Any, Any] | None = (
+            record_func,
+            None if labels is None else tuple(labels.items()),
+        )
+        cached = _contexts.get(key)  # type: ignore[arg-type]
+    except Exception:  # not a dict, an unhashable record_func or label value
+        key = cached = None
+    if cached is not None:
+        # Only str-valued labels are ever cached, and no other value equals a str:
+        # a hit has exactly these labels (True == 1 never confuses two of them).
+        return cached
     context = Timed(record_func=record_func, labels=labels)
-    if key is not None and len(_contexts) < _CONTEXTS_MAX:
+    if (
+        key is not None
+        and len(_contexts) < _CONTEXTS_MAX
+        and (
+            labels is None
+            or (
+                labels.__class__ is dict
+                and all(k.__class__ is str and v.__class__ is str for k, v in labels.items())
+            )
+        )
+    ):
         _contexts[key] = context
     return context
 

@@ -144,6 +144,15 @@ class Series:
         #: type (``True == 1 == 1.0``), so an alias hit checks the types.
         self.mixed = any(v.__class__ is not str for v in attributes.values())
 
+    def fold(self, generation: Generation) -> None:
+        """Add the pending measurements now (takes *generation*'s lock)."""
+        with generation.lock:
+            self.fold_locked()
+
+    def fold_locked(self) -> None:
+        """Add the pending measurements (the caller holds the lock)."""
+        self.pending.clear()  # a gauge never queues; the others override this
+
     def same_types(self, items: tuple[tuple[Any, Any], ...]) -> bool:
         """Whether raw *items* have this series' value types (the SDK keeps 1 and True apart)."""
         attributes = self.attributes
@@ -322,7 +331,7 @@ class Generation:
             for table in list(self.tables.values()):
                 for series in list(table.series.values()):
                     if series.pending:
-                        series.fold_locked()  # type: ignore[attr-defined]
+                        series.fold_locked()
 
     def table(self, instrument: Instrument) -> Table:
         table = self.tables.get(instrument)
@@ -657,7 +666,16 @@ class Counter(_SumInstrument):
             (cls is int and 0 <= v <= INT64_MAX) or (cls is float and 0.0 <= v < _INF)
         ) and self.sdk is None:
             try:
-                self._aggregate(amount, self.table.lookup(attributes), context, attributes)
+                table = self.table
+                series = table.lookup(attributes)
+                sampling = table.generation.sampling
+                if sampling and (sampling != SAMPLE_TRACE or context or get_current()):
+                    self._aggregate(amount, series, context, attributes)
+                    return
+                pending = series.pending  # _write_behind, inline: the hot path
+                pending.append(amount)
+                if len(pending) >= FOLD_AT:
+                    series.fold(table.generation)
             except Exception as exc:
                 self._failed(exc)
             return
@@ -733,7 +751,16 @@ class Histogram(Instrument):
             (cls is float and 0.0 <= v < _INF) or (cls is int and 0 <= v <= INT64_MAX)
         ) and self.sdk is None:
             try:
-                self._aggregate(amount, self.table.lookup(attributes), context, attributes)
+                table = self.table
+                series = table.lookup(attributes)
+                sampling = table.generation.sampling
+                if sampling and (sampling != SAMPLE_TRACE or context or get_current()):
+                    self._aggregate(amount, series, context, attributes)
+                    return
+                pending = series.pending  # _write_behind, inline: the hot path
+                pending.append(amount)
+                if len(pending) >= FOLD_AT:
+                    series.fold(table.generation)
             except Exception as exc:
                 self._failed(exc)
             return
@@ -745,8 +772,7 @@ def _write_behind(series: Series, value: int | float, generation: Generation) ->
     pending = series.pending
     pending.append(value)
     if len(pending) >= FOLD_AT:
-        with generation.lock:
-            series.fold_locked()  # type: ignore[attr-defined]
+        series.fold(generation)
 
 
 #: The SDK's default explicit bucket boundaries (for a histogram without buckets).

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from ._attributes import clean_attributes
 from ._targets import MetricsSource, resolve
 from ._wrap import Args, Aspect, Kwargs, target_name
-from .engine import Pair
+from .engine import Instrument, Pair
 from .hooks import check_callable, hook_failed
 from .labels import (
     ACTIVE,
@@ -168,6 +168,14 @@ class Timed(Aspect):
         #: No hook can change the outcome or add labels at the end.
         self._plain = outcome_labels is None and error_if is None
         self._pair = None if hist is None and cnt is None else Pair(cnt, hist, self._ok_attrs)
+        #: A success without labels set records the prebuilt attributes and nothing else
+        #: (engine instruments only: they never raise, so nothing is left to report).
+        self._ok_only = (
+            self._plain
+            and record_func is None
+            and all(i is None or isinstance(i, Instrument) for i in (hist, cnt))
+            and self._pair is not None
+        )
         self.enabled = hist is not None or cnt is not None or record_func is not None
 
     def _for_target(self, func: Any) -> Timed:
