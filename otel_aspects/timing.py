@@ -338,7 +338,14 @@ class Timed(Aspect):
     async def __aexit__(
         self, exc_type: object, exc: BaseException | None, tb: object
     ) -> Literal[False]:
-        return self.__exit__(exc_type, exc, tb)
+        # __exit__'s body (a coroutine frame calling __exit__ would add one per block).
+        if not self.enabled:
+            return False
+        end = self._clock()
+        scope = _get_active()
+        if scope.__class__ is not Run or not scope.exit_block(self, end, exc):  # type: ignore[union-attr]
+            exit_unnested(self, scope, end, exc)
+        return False
 
     # ------------------------------------------------------------------ sample style
 
