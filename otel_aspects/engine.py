@@ -634,6 +634,36 @@ class Instrument:
         )
 
 
+def _measure_non_negative(
+    self: Instrument, amount: float, attributes: Any = None, context: Context | None = None
+) -> None:
+    """Record *amount* (finite, non-negative): ``Counter.add`` and ``Histogram.record``.
+
+    The client's hot path: a plain int or float goes straight to its series' pending
+    list (the write-behind of :class:`Slot`, inline); anything else is checked first.
+    """
+    v: Any = amount
+    cls = v.__class__
+    if ((cls is int and 0 <= v <= INT64_MAX) or (cls is float and 0.0 <= v < _INF)) and (
+        self.sdk is None
+    ):
+        try:
+            table = self.table
+            series = table.lookup(attributes)
+            sampling = table.generation.sampling
+            if sampling and (sampling != SAMPLE_TRACE or context or get_current()):
+                self._aggregate(amount, series, context, attributes)
+                return
+            pending = series.pending
+            pending.append(amount)
+            if len(pending) >= FOLD_AT:
+                series.fold(table.generation)
+        except Exception as exc:
+            self._failed(exc)
+        return
+    self._record(amount, attributes, context)
+
+
 class _SumInstrument(Instrument):
     def _aggregate(
         self, value: int | float, series: Series, context: Context | None, attributes: Any
@@ -658,28 +688,7 @@ class Counter(_SumInstrument):
 
     kind = "counter"
 
-    def add(self, amount: float, attributes: Any = None, context: Context | None = None) -> None:
-        """Add *amount* (finite, non-negative)."""
-        v: Any = amount
-        cls = v.__class__
-        if (
-            (cls is int and 0 <= v <= INT64_MAX) or (cls is float and 0.0 <= v < _INF)
-        ) and self.sdk is None:
-            try:
-                table = self.table
-                series = table.lookup(attributes)
-                sampling = table.generation.sampling
-                if sampling and (sampling != SAMPLE_TRACE or context or get_current()):
-                    self._aggregate(amount, series, context, attributes)
-                    return
-                pending = series.pending  # _write_behind, inline: the hot path
-                pending.append(amount)
-                if len(pending) >= FOLD_AT:
-                    series.fold(table.generation)
-            except Exception as exc:
-                self._failed(exc)
-            return
-        self._record(amount, attributes, context)
+    add = _measure_non_negative
 
 
 class UpDownCounter(_SumInstrument):
@@ -743,28 +752,7 @@ class Histogram(Instrument):
             return
         _write_behind(series, value, generation)
 
-    def record(self, amount: float, attributes: Any = None, context: Context | None = None) -> None:
-        """Record *amount* (finite, non-negative)."""
-        v: Any = amount
-        cls = v.__class__
-        if (
-            (cls is float and 0.0 <= v < _INF) or (cls is int and 0 <= v <= INT64_MAX)
-        ) and self.sdk is None:
-            try:
-                table = self.table
-                series = table.lookup(attributes)
-                sampling = table.generation.sampling
-                if sampling and (sampling != SAMPLE_TRACE or context or get_current()):
-                    self._aggregate(amount, series, context, attributes)
-                    return
-                pending = series.pending  # _write_behind, inline: the hot path
-                pending.append(amount)
-                if len(pending) >= FOLD_AT:
-                    series.fold(table.generation)
-            except Exception as exc:
-                self._failed(exc)
-            return
-        self._record(amount, attributes, context)
+    record = _measure_non_negative
 
 
 def _write_behind(series: Series, value: int | float, generation: Generation) -> None:
