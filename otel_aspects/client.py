@@ -23,7 +23,7 @@ from opentelemetry.metrics import Meter, MeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 
 from . import bridge, engine
-from ._warn import warn_once
+from ._warn import short_repr, warn_once
 from .config import (
     INSTRUMENT_NAME_RE,
     MetricKind,
@@ -111,6 +111,10 @@ class OTelMetricsClient:
         for spec in self._specs.values():
             if spec.capture:
                 self._instrument(spec)
+        if self._store is engine.global_store():
+            from .sdk import warn_if_not_set_up  # (sdk imports the engine, not the client)
+
+            warn_if_not_set_up()
 
     # ------------------------------------------------------------------ introspection
 
@@ -272,27 +276,36 @@ class OTelMetricsClient:
             return
         self._debugged.add(name)
         logger.debug(
-            "otel_aspects: metric %r of %r not recorded (%s)", name, self.service_name, why
+            "otel_aspects: metric %s of %s not recorded (%s)",
+            short_repr(name),
+            short_repr(self.service_name),
+            why,
         )
 
     def _missing(self, kind: str, name: object) -> None:
         """Explain once why *name* has no instrument of *kind* (never raises)."""
         spec = self.spec(name)  # type: ignore[arg-type]
-        if not isinstance(name, str):
+        try:
+            hashable = isinstance(name, str) and hash(name) is not None
+        except Exception:  # a str subclass whose __hash__ raises
+            hashable = False
+        if not hashable:
             warn_once(
                 logger,
                 ("name-type", type(name).__name__),
                 "otel_aspects: metric name must be a str, got %s; nothing recorded",
-                type(name).__name__,
+                short_repr(type(name).__name__),
             )
-        elif spec is None:
+            return
+        assert isinstance(name, str)
+        if spec is None:
             self._debug_once(name, "not declared in the config")
         elif spec.kind != kind:
             warn_once(
                 logger,
                 ("wrong-kind", name, kind),
-                "otel_aspects: metric %r is a %s, not a %s; nothing recorded",
-                name,
+                "otel_aspects: metric %s is a %s, not a %s; nothing recorded",
+                short_repr(name),
                 spec.kind,
                 kind,
             )

@@ -1131,10 +1131,10 @@ def warn_if_not_set_up() -> bool:
     return warn_once(
         _log,
         ("not-set-up", os.getpid()),
-        "otel_aspects: no SDK is set up in this process (pid %d, a multiprocessing child "
-        "that did not inherit one: spawn or forkserver start method), so its metrics are "
-        "recorded nowhere; call setup_metrics in the worker, e.g. "
-        "Pool(initializer=...) or at the start of the target",
+        "otel_aspects: no SDK is set up in this process yet (pid %d, a multiprocessing "
+        "child that did not inherit one: spawn or forkserver start method): what it records "
+        "before setup_metrics is called here is exported nowhere; call setup_metrics in the "
+        "worker, e.g. Pool(initializer=...) or at the start of the target",
         os.getpid(),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,18 @@ def _fresh_otel_aspects_state() -> Iterator[None]:
     yield
     reset_warned()
     clear_loaded_configs()
+
+
+@pytest.fixture
+def clean_sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No OTEL_* variable of the outer environment leaks in; the SDK ends shut down."""
+    from otel_aspects import shutdown_metrics
+
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+    yield
+    shutdown_metrics()
 
 
 # --- services fixtures (tests/test_services_*.py, test_label_hygiene.py, test_demo.py) ---

@@ -63,14 +63,7 @@ CONFIG: dict[str, Any] = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No OTEL_* variable of the outer environment leaks in; the SDK ends shut down."""
-    for name in list(os.environ):
-        if name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
-    yield
-    shutdown_metrics()
+pytestmark = pytest.mark.usefixtures("clean_sdk")
 
 
 @pytest.fixture

@@ -95,14 +95,7 @@ def engine_active() -> bool:
     )
 
 
-@pytest.fixture(autouse=True)
-def _no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No OTEL_* variable of the outer environment leaks in; the SDK ends shut down."""
-    for name in list(os.environ):
-        if name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
-    yield
-    shutdown_metrics()
+pytestmark = pytest.mark.usefixtures("clean_sdk")
 
 
 # ------------------------------------------------------------------------ strategies

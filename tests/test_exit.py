@@ -21,19 +21,10 @@ import pytest
 from otel_aspects import _exit, setup_metrics, shutdown_metrics
 from tests.otlp_receiver import OtlpReceiver
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_sdk")]
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILDREN = Path(__file__).resolve().parent / "_children"
-
-
-@pytest.fixture(autouse=True)
-def _clean_sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
-    yield
-    shutdown_metrics()
 
 
 @pytest.fixture

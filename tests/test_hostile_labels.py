@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
@@ -28,14 +26,7 @@ CONFIG = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _clean_sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No OTEL_* variable leaks in; every test ends with the SDK shut down."""
-    for name in list(os.environ):
-        if name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
-    yield
-    shutdown_metrics()
+pytestmark = pytest.mark.usefixtures("clean_sdk")
 
 
 def _handler(service: str) -> object:

@@ -18,7 +18,7 @@ from otel_aspects.client import create_metrics_client
 from otel_aspects.config import load_metrics_config
 from tests.otlp_receiver import OtlpReceiver
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_sdk")]
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILDREN = Path(__file__).resolve().parent / "_children"
@@ -43,16 +43,6 @@ def receiver() -> Iterator[OtlpReceiver]:
     with OtlpReceiver() as rx:
         yield rx
         shutdown_metrics()  # flush while the receiver is still up
-
-
-@pytest.fixture(autouse=True)
-def _clean_sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No OTEL_* variable leaks in; every test ends with the SDK shut down."""
-    for name in list(os.environ):
-        if name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
-    yield
-    shutdown_metrics()
 
 
 def _config(tmp_path: Path, service: str) -> Path:

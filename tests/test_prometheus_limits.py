@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import socket
 import subprocess
 import threading
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from opentelemetry import metrics
 
-from otel_aspects import setup_metrics, shutdown_metrics
+from otel_aspects import setup_metrics
 from otel_aspects._prometheus import LISTEN_BACKLOG, MAX_CONNECTIONS, MAX_HANDLER_THREADS
 
-
-@pytest.fixture(autouse=True)
-def _clean_sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
-    yield
-    shutdown_metrics()
+pytestmark = pytest.mark.usefixtures("clean_sdk")
 
 
 @pytest.fixture

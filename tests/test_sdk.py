@@ -12,7 +12,6 @@ import sys
 import threading
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,7 @@ from otel_aspects.config import load_metrics_config
 from otel_aspects.testing import counter_value, histogram_data, metric_points
 from tests.otlp_receiver import OtlpReceiver
 
-
-@pytest.fixture(autouse=True)
-def _clean_sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No OTEL_* variable leaks in; every test ends with the SDK shut down."""
-    for name in list(os.environ):
-        if name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
-    yield
-    shutdown_metrics()
+pytestmark = pytest.mark.usefixtures("clean_sdk")
 
 
 def _counter(name: str = "hits_total") -> metrics.Counter:

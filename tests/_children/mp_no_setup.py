@@ -1,9 +1,10 @@
 """Child process: a spawn worker that never calls setup_metrics.
 
 Usage: python mp_no_setup.py
-The worker calls ``warn_if_not_set_up()`` twice and reports (first, second,
-number of WARNING lines logged) through its exit code: 0 when it was (True,
-False, 1). The parent (not a multiprocessing child) must get False.
+The worker creates two clients and records (the client says once that no SDK is set
+up here), then calls ``warn_if_not_set_up()`` again; its exit code is 0 when exactly
+one WARNING naming setup_metrics was logged. The parent (not a multiprocessing child)
+must get False.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import multiprocessing
 import sys
 
+from otel_aspects.client import create_metrics_client
 from otel_aspects.sdk import warn_if_not_set_up
 
 
@@ -28,8 +30,12 @@ class _Count(logging.Handler):
 def worker() -> None:
     counter = _Count()
     logging.getLogger("otel_aspects").addHandler(counter)
-    first, second = warn_if_not_set_up(), warn_if_not_set_up()
-    ok = first and not second and len(counter.lines) == 1 and "setup_metrics" in counter.lines[0]
+    # What a user's worker does: its module-level clients, then records.
+    for _ in range(2):
+        client = create_metrics_client("svc", {"counters": [{"name": "jobs_total"}]})
+        client.record_counter("jobs_total", 1)
+    again = warn_if_not_set_up()
+    ok = not again and len(counter.lines) == 1 and "setup_metrics" in counter.lines[0]
     sys.exit(0 if ok else 1)
 
 
