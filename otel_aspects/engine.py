@@ -649,7 +649,14 @@ def _measure_non_negative(
     ):
         try:
             table = self.table
-            series = table.lookup(attributes)
+            try:  # Table.lookup's alias hit, inline (the hot path)
+                items = tuple(attributes.items())
+                series = table.aliases[items]
+            except Exception:  # unseen, unhashable, not a mapping, None
+                series = table.lookup(attributes)
+            else:
+                if series.mixed and not series.same_types(items):
+                    series = table.lookup(attributes)
             sampling = table.generation.sampling
             if sampling and (sampling != SAMPLE_TRACE or context or get_current()):
                 self._aggregate(amount, series, context, attributes)
