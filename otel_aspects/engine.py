@@ -78,6 +78,8 @@ _OVERFLOW_KEY: Final = frozenset({("otel.metric.overflow", bool, True)})
 _OVERFLOW_KEY_ATTR: Final = "otel.metric.overflow"
 
 _INF = float("inf")
+_INT_ONLY: Final = {int}
+_FLOAT_ONLY: Final = {float}
 #: ``opentelemetry.context.get_current`` without its own frame: the runtime context's
 #: bound method (the API's ``_RUNTIME_CONTEXT``; pinned by tests/test_bridge.py), else
 #: the public function.  Read on every measurement under the default exemplar filter.
@@ -188,8 +190,18 @@ class SumSeries(Series):
         """Add the pending measurements (the caller holds the lock); see :class:`Slot`."""
         pending = self.pending
         taken = pending[: len(pending)]
-        if taken:
-            del pending[: len(taken)]
+        if not taken:
+            return
+        del pending[: len(taken)]
+        kinds = set(map(type, taken))
+        if kinds == _INT_ONLY:  # counts: the common case, summed in C
+            self.value += sum(taken)
+            self.n += len(taken)
+        elif kinds == _FLOAT_ONLY:
+            self.fvalue += sum(taken)
+            self.nf += len(taken)
+            self.n += len(taken)
+        else:
             for value in taken:
                 self.add(value)
 
