@@ -137,6 +137,7 @@ def warn_reserved(key: str) -> None:
         "otel_aspects: label %r is set from the outcome and cannot be set by hand; "
         "ignored (use set_success(False) to mark a failure)",
         key,
+        budget="labels",
     )
 
 
