@@ -118,7 +118,8 @@ class Bridge:
 
     def __init__(self, store: Store, provider: SdkMeterProvider) -> None:
         self.store = store
-        self.provider = provider
+        #: Weakly: the provider owns this bridge (through its consumer's collect).
+        self._provider = weakref.ref(provider)
         self.generation: Generation = store.gen
         consumer = provider._measurement_consumer
         original = consumer.collect
@@ -156,7 +157,7 @@ class Bridge:
         if not ours:
             return data
         if data is None or not data.resource_metrics:
-            resource = self.provider._sdk_config.resource
+            resource = self._provider()._sdk_config.resource  # type: ignore[union-attr]
             data = MetricsData(
                 resource_metrics=[
                     ResourceMetrics(
@@ -212,7 +213,7 @@ def attach(store: Store, provider: SdkMeterProvider) -> Bridge:
 class _ReaderState:
     """What one reader has been given so far, in one generation."""
 
-    __slots__ = ("drop", "last", "snapshots", "temporality", "window")
+    __slots__ = ("drop", "given", "last", "slot", "snapshots", "temporality", "totals")
 
     def __init__(self, reader: Any, generation: Generation) -> None:
         temporalities = getattr(reader, "_instrument_class_temporality", {})
@@ -246,11 +247,15 @@ class _ReaderState:
                 )
         #: Previous collection time per instrument (a delta point's start).
         self.last: dict[Instrument, int] = {}
-        #: Delta: what each series had at the previous collection.
+        #: Delta: each series' count (and bucket counts) at the previous collection.
         self.snapshots: dict[Series, tuple[Any, ...]] = {}
-        self.window: int | None = None
-        if any(t is _DELTA for t in self.temporality.values()):
-            self.window = generation.add_delta_window()
+        #: Cumulative: each series' value (or histogram sum) given so far, to which the
+        #: sum since the previous collection is added, as the SDK's aggregation does.
+        self.totals: dict[Series, int | float] = {}
+        #: The exemplars already given, per (series, bucket): each is given once.
+        self.given: dict[tuple[Series, int], tuple[Any, ...]] = {}
+        #: This reader's slot in every series (its sums and min/max since its last collection).
+        self.slot = generation.add_reader_slot()
 
 
 def _reader_state(generation: Generation, reader: Any) -> _ReaderState:
@@ -280,9 +285,8 @@ def _collect(
         if not table.series or instrument.kind in state.drop:
             continue
         delta = state.temporality[instrument.kind] is _DELTA
-        window = state.window if delta else None
         with generation.lock:
-            rows = [(series, _row(series, window)) for series in table.series.values()]
+            rows = [(series, _row(series, state.slot, delta)) for series in table.series.values()]
         previous = state.last.get(instrument)
         state.last[instrument] = now
         points = [
@@ -295,50 +299,39 @@ def _collect(
     return out
 
 
-def _row(series: Series, window: int | None) -> tuple[Any, ...]:
-    """A consistent copy of *series* (lock held); resets *window* (a delta reader's slot)."""
+def _row(series: Series, slot: int, delta: bool) -> tuple[Any, ...]:
+    """A consistent copy of *series* for the reader of *slot* (lock held).
+
+    Takes the sum since that reader's last collection (and, for a delta reader, the
+    min and max since then), resetting them for its next collection.
+    """
     if isinstance(series, HistogramSeries):
-        low, high = series.min, series.max
-        if window is not None and window < len(series.windows):
-            slot = series.windows[window]
-            low, high = slot
-            slot[0], slot[1] = _INF, -_INF
+        since = series.sums[slot]
+        series.sums[slot] = 0
+        window = series.windows[slot]
+        low, high = (window[0], window[1]) if delta else (series.min, series.max)
+        window[0], window[1] = _INF, -_INF
         exemplars = None if series.exemplars is None else list(series.exemplars)
-        return (
-            series.n,
-            (series.sum, series.fsum, series.nf),
-            tuple(series.counts),
-            low,
-            high,
-            exemplars,
-        )
+        return (series.n, since, tuple(series.counts), low, high, exemplars)
     if isinstance(series, SumSeries):
-        return (series.n, (series.value, series.fvalue, series.nf), series.exemplar)
+        since = series.sums[slot]
+        series.sums[slot] = 0
+        return (series.n, since, series.exemplar)
     return (series.n, series.value, series.exemplar)  # type: ignore[attr-defined]
 
 
-def _total(now: tuple[int, float, int], before: tuple[int, float, int] | None) -> int | float:
-    """A sum's value from its (int part, float part, floats measured), since *before*.
-
-    An ``int`` unless a float was measured in the span, as the SDK's own sums come out.
-    """
-    ints, floats, nf = now
-    if before is not None:
-        ints, floats, nf = ints - before[0], floats - before[1], nf - before[2]
-    return ints + floats if nf else ints
-
-
 def _exemplars(
-    series: Series, found: Iterable[tuple[Any, ...] | None], previous: int | None
+    series: Series, found: Iterable[tuple[Any, ...] | None], state: _ReaderState
 ) -> list[Exemplar]:
-    # The SDK's reservoirs are emptied at each collection: only what came since.
-    return [
-        Exemplar(kept, value, at, span_id, trace_id)
-        for item in found
-        if item is not None
-        for value, at, span_id, trace_id, kept in (item,)
-        if previous is None or at >= previous
-    ]
+    # The SDK's reservoirs are emptied at each collection: each exemplar is given once.
+    out = []
+    for index, item in enumerate(found):
+        if item is None or state.given.get((series, index)) is item:
+            continue
+        state.given[series, index] = item
+        value, at, span_id, trace_id, kept = item
+        out.append(Exemplar(kept, value, at, span_id, trace_id))
+    return out
 
 
 def _point(
@@ -357,44 +350,43 @@ def _point(
     if delta:
         if before is not None and before[0] == row[0]:
             return None  # no measurement since this reader's last collection
-        state.snapshots[series] = row
+        state.snapshots[series] = (row[0], row[2]) if kind == "histogram" else (row[0],)
     start = (previous if previous is not None else series.start) if delta else series.start
-    if kind == "histogram":
-        n, sums, counts, low, high, found = row
-        total = _total(sums, None if before is None else before[1])
-        if before is not None:
-            n -= before[0]
-            counts = tuple(a - b for a, b in zip(counts, before[2], strict=True))
-        elif delta:
-            low, high = series.min, series.max  # type: ignore[attr-defined]
-        return HistogramDataPoint(
-            attributes=series.attributes,
-            start_time_unix_nano=start,
-            time_unix_nano=now,
-            count=n,
-            sum=total,
-            bucket_counts=counts,
-            explicit_bounds=instrument.bounds,  # type: ignore[attr-defined]
-            min=low,
-            max=high,
-            exemplars=_exemplars(series, found or (), previous),
-        )
-    n, value, found = row
     if kind == "gauge":
+        n, value, found = row
         return NumberDataPoint(
             attributes=series.attributes,
             start_time_unix_nano=None,  # type: ignore[arg-type]
             time_unix_nano=now,
             value=value,
-            exemplars=_exemplars(series, (found,), previous),
+            exemplars=_exemplars(series, (found,), state),
         )
-    value = _total(value, None if before is None else before[1])
+    since = row[1]
+    if not delta:  # the SDK's cumulative: the interval's sum plus what came before
+        since = state.totals[series] = since + state.totals.get(series, 0)
+    if kind == "histogram":
+        n, _, counts, low, high, found = row
+        if before is not None:
+            n -= before[0]
+            counts = tuple(a - b for a, b in zip(counts, before[1], strict=True))
+        return HistogramDataPoint(
+            attributes=series.attributes,
+            start_time_unix_nano=start,
+            time_unix_nano=now,
+            count=n,
+            sum=since,
+            bucket_counts=counts,
+            explicit_bounds=instrument.bounds,  # type: ignore[attr-defined]
+            min=low,
+            max=high,
+            exemplars=_exemplars(series, found or (), state),
+        )
     return NumberDataPoint(
         attributes=series.attributes,
         start_time_unix_nano=start,
         time_unix_nano=now,
-        value=value,
-        exemplars=_exemplars(series, (found,), previous),
+        value=since,
+        exemplars=_exemplars(series, (row[2],), state),
     )
 
 

@@ -18,6 +18,7 @@ staticmethods).  They share the wrappers of :mod:`otel_aspects._wrap`.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -98,6 +99,7 @@ def create_timed_context(record_func: RecordFunc, labels: Mapping[str, Any] | No
     if (
         key is not None
         and len(_contexts) < _CONTEXTS_MAX
+        and _long_lived(record_func)
         and (
             labels is None
             or (
@@ -108,6 +110,13 @@ def create_timed_context(record_func: RecordFunc, labels: Mapping[str, Any] | No
     ):
         _contexts[key] = context
     return context
+
+
+def _long_lived(func: object) -> bool:
+    """A module-level function: caching a ``timed`` for it keeps nothing alive that its
+    module does not (a bound method would keep its instance, a closure its cells)."""
+    qualname = getattr(func, "__qualname__", "")
+    return inspect.isfunction(func) and "<locals>" not in qualname and "." not in qualname
 
 
 #: ``create_timed_context`` built inside a handler, once per call, is the seed's own

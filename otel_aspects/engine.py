@@ -78,8 +78,6 @@ _OVERFLOW_KEY: Final = frozenset({("otel.metric.overflow", bool, True)})
 _OVERFLOW_KEY_ATTR: Final = "otel.metric.overflow"
 
 _INF = float("inf")
-_INT_ONLY: Final = {int}
-_FLOAT_ONLY: Final = {float}
 #: ``opentelemetry.context.get_current`` without its own frame: the runtime context's
 #: bound method (the API's ``_RUNTIME_CONTEXT``; pinned by tests/test_bridge.py), else
 #: the public function.  Read on every measurement under the default exemplar filter.
@@ -97,6 +95,16 @@ SAMPLE_OFF, SAMPLE_TRACE, SAMPLE_ALWAYS, SAMPLE_CUSTOM = 0, 1, 2, 3
 #: Types whose raw values may key the alias table: hashing is stable and cleaning
 #: them is deterministic.
 _ALIASABLE: Final = frozenset((str, int, float, bool))
+
+
+def _weak(obj: Any) -> Callable[[], Any]:
+    """A weak reference to *obj*, or a function returning ``None`` for ``None``."""
+    if obj is None:
+        return lambda: None
+    try:
+        return weakref.ref(obj)
+    except TypeError:  # an object that cannot be weakly referenced: kept
+        return lambda: obj
 
 
 def mode_from_env() -> str:
@@ -164,46 +172,47 @@ class Series:
 class SumSeries(Series):
     """A counter's or an up-down counter's sum.
 
-    Integers and floats add up apart (``value``, ``fvalue``; ``nf`` counts the
-    floats), as the SDK's types come out: a point is an ``int`` unless a float was
-    measured in it -- in a delta point, in that interval.
+    ``value`` is the sum of every measurement, added in order; ``sums`` holds one
+    per reader of the generation: the sum since that reader's last collection,
+    added in order from ``0`` as the SDK's aggregation adds each interval's
+    measurements (so a point's value and its type, ``int`` unless a float was
+    measured, are the SDK's to the last bit).
     """
 
-    __slots__ = ("fvalue", "nf", "value")
+    __slots__ = ("sums", "value")
 
-    def __init__(self, attributes: dict[str, Any]) -> None:
+    def __init__(self, attributes: dict[str, Any], readers: int) -> None:
         super().__init__(attributes)
-        self.value = 0
-        self.fvalue = 0.0
-        self.nf = 0
+        self.value: int | float = 0
+        self.sums: list[int | float] = [0] * readers
 
     def add(self, value: int | float) -> None:
         """Add one measurement (the caller holds the lock)."""
-        if value.__class__ is float:
-            self.fvalue += value
-            self.nf += 1
-        else:
-            self.value += value  # type: ignore[assignment]
+        self.value += value
+        sums = self.sums
+        for i in range(len(sums)):
+            sums[i] += value
         self.n += 1
+
+    def add_all(self, values: list[Any]) -> None:
+        """Add many measurements, in order (the caller holds the lock)."""
+        self.value = sum(values, self.value)
+        sums = self.sums
+        for i in range(len(sums)):
+            sums[i] = sum(values, sums[i])
+        self.n += len(values)
 
     def fold_locked(self) -> None:
         """Add the pending measurements (the caller holds the lock); see :class:`Slot`."""
         pending = self.pending
         taken = pending[: len(pending)]
-        if not taken:
-            return
-        del pending[: len(taken)]
-        kinds = set(map(type, taken))
-        if kinds == _INT_ONLY:  # counts: the common case, summed in C
-            self.value += sum(taken)
-            self.n += len(taken)
-        elif kinds == _FLOAT_ONLY:
-            self.fvalue += sum(taken)
-            self.nf += len(taken)
-            self.n += len(taken)
-        else:
-            for value in taken:
-                self.add(value)
+        if taken:
+            del pending[: len(taken)]
+            self.add_all(taken)
+
+    def add_reader(self) -> None:
+        """A slot for a new reader: it starts with everything measured so far."""
+        self.sums.append(self.value)
 
 
 class GaugeSeries(Series):
@@ -211,49 +220,55 @@ class GaugeSeries(Series):
 
     __slots__ = ("value",)
 
-    def __init__(self, attributes: dict[str, Any]) -> None:
+    def __init__(self, attributes: dict[str, Any], readers: int) -> None:
         super().__init__(attributes)
         self.value: int | float = 0
+
+    def add_reader(self) -> None:
+        """Nothing per reader: every reader gets the last value."""
 
 
 class HistogramSeries(Series):
     """Count (``n``), sum, explicit bucket counts, min and max.
 
-    ``windows`` holds one ``[min, max]`` per delta reader of the generation: the
-    extremes since that reader's last collection (a delta point's min and max).
+    Per reader of the generation, as for :class:`SumSeries`: ``sums`` (the sum
+    since that reader's last collection, added in order from ``0``) and
+    ``windows`` (``[min, max]`` since then: a delta point's min and max).
     ``exemplars`` holds the last sampled measurement per bucket, as the SDK's
     aligned-bucket reservoir does.
     """
 
-    __slots__ = ("bounds", "counts", "exemplars", "fsum", "max", "min", "nf", "sum", "windows")
+    __slots__ = ("bounds", "counts", "exemplars", "max", "min", "sum", "sums", "windows")
 
-    def __init__(self, attributes: dict[str, Any], bounds: tuple[float, ...], windows: int) -> None:
+    def __init__(self, attributes: dict[str, Any], bounds: tuple[float, ...], readers: int) -> None:
         super().__init__(attributes)
         self.bounds = bounds
-        #: The sum of the integer measurements, and of the float ones (``nf`` of them).
-        self.sum = 0
-        self.fsum = 0.0
-        self.nf = 0
+        self.sum: int | float = 0
+        self.sums: list[int | float] = [0] * readers
         self.counts = [0] * (len(bounds) + 1)
         self.min: float = _INF
         self.max: float = -_INF
-        self.windows = [[_INF, -_INF] for _ in range(windows)]
+        self.windows = [[_INF, -_INF] for _ in range(readers)]
         self.exemplars: list[tuple[Any, ...] | None] | None = None
+
+    def add_reader(self) -> None:
+        """A slot for a new reader: it starts with everything measured so far."""
+        self.sums.append(self.sum)
+        self.windows.append([self.min, self.max])
 
     def observe(self, value: int | float) -> int:
         """Add one measurement (the caller holds the lock); returns its bucket index."""
         index = bisect_left(self.bounds, value)
         self.n += 1
-        if value.__class__ is float:
-            self.fsum += value
-            self.nf += 1
-        else:
-            self.sum += value  # type: ignore[assignment]
+        self.sum += value
         self.counts[index] += 1
         if value < self.min:
             self.min = value
         if value > self.max:
             self.max = value
+        sums = self.sums
+        for i in range(len(sums)):
+            sums[i] += value
         for window in self.windows:
             if value < window[0]:
                 window[0] = value
@@ -269,18 +284,16 @@ class HistogramSeries(Series):
             del pending[: len(taken)]
             self.observe_all(taken)
 
-    def observe_all(self, values: list[float]) -> None:
-        """Add many measurements at once (the caller holds the lock)."""
-        if values[0].__class__ is not float or len(set(map(type, values))) != 1:
-            for value in values:
-                self.observe(value)
-            return
+    def observe_all(self, values: list[Any]) -> None:
+        """Add many measurements at once, in order (the caller holds the lock)."""
         bounds, counts = self.bounds, self.counts
         for value in values:
             counts[bisect_left(bounds, value)] += 1
         self.n += len(values)
-        self.fsum += sum(values)
-        self.nf += len(values)
+        self.sum = sum(values, self.sum)
+        sums = self.sums
+        for i in range(len(sums)):
+            sums[i] = sum(values, sums[i])
         low, high = min(values), max(values)
         if low < self.min:
             self.min = low
@@ -303,9 +316,9 @@ class Generation:
 
     __slots__ = (
         "__weakref__",
-        "delta_windows",
         "exemplar_filter",
         "lock",
+        "reader_slots",
         "readers",
         "sampling",
         "slots",
@@ -315,8 +328,8 @@ class Generation:
     def __init__(self, sampling: int = SAMPLE_TRACE, exemplar_filter: Any = None) -> None:
         self.lock = threading.Lock()
         self.tables: dict[Instrument, Table] = {}
-        #: Delta readers seen so far; each has a ``windows`` slot in histogram series.
-        self.delta_windows = 0
+        #: Readers seen so far; each has a slot in every series (see ``SumSeries``).
+        self.reader_slots = 0
         self.sampling = sampling
         self.exemplar_filter = exemplar_filter
         #: Per-reader collection state, kept by :mod:`otel_aspects.bridge`.
@@ -338,12 +351,15 @@ class Generation:
     def fold_all(self) -> None:
         """Add everything measured but not yet added to the series (before a collection)."""
         with self.lock:
-            for slot in list(self.slots.values()):
-                slot.fold_locked()
-            for table in list(self.tables.values()):
-                for series in list(table.series.values()):
-                    if series.pending:
-                        series.fold_locked()
+            self.fold_all_locked()
+
+    def fold_all_locked(self) -> None:
+        for slot in list(self.slots.values()):
+            slot.fold_locked()
+        for table in list(self.tables.values()):
+            for series in list(table.series.values()):
+                if series.pending:
+                    series.fold_locked()
 
     def table(self, instrument: Instrument) -> Table:
         table = self.tables.get(instrument)
@@ -354,15 +370,15 @@ class Generation:
                     table = self.tables[instrument] = Table(instrument, self)
         return table
 
-    def add_delta_window(self) -> int:
-        """A ``windows`` slot for a new delta reader, in every histogram series."""
+    def add_reader_slot(self) -> int:
+        """A slot for a new reader in every series; it starts with everything so far."""
         with self.lock:
-            slot = self.delta_windows
-            self.delta_windows += 1
+            self.fold_all_locked()
+            slot = self.reader_slots
+            self.reader_slots += 1
             for table in self.tables.values():
                 for series in table.series.values():
-                    if isinstance(series, HistogramSeries):
-                        series.windows.append([_INF, -_INF])
+                    series.add_reader()  # type: ignore[attr-defined]
         return slot
 
     def offer(
@@ -457,8 +473,7 @@ class Slot:
             return
         del pending[: len(taken)]
         if self.counter is not None:
-            self.counter.value += len(taken)  # type: ignore[attr-defined]
-            self.counter.n += len(taken)
+            self.counter.add_all([1] * len(taken))  # type: ignore[attr-defined]
         if self.histogram is not None:
             self.histogram.observe_all(taken)  # type: ignore[attr-defined]
 
@@ -532,7 +547,7 @@ class Table:
                 budget="labels",
             )
             key, attributes = _OVERFLOW_KEY, dict(OVERFLOW_ATTRIBUTES)
-        series = instrument.new_series(attributes, self.generation.delta_windows)
+        series = instrument.new_series(attributes, self.generation.reader_slots)
         self.series[key] = series
         return series
 
@@ -594,8 +609,8 @@ class Instrument:
         self.sdk = self.api_instrument() if enabled else None
         self.store.epoch += 1
 
-    def new_series(self, attributes: dict[str, Any], windows: int) -> Series:
-        return SumSeries(attributes)
+    def new_series(self, attributes: dict[str, Any], readers: int) -> Series:
+        return SumSeries(attributes, readers)
 
     # ------------------------------------------------------------------ recording
 
@@ -724,8 +739,8 @@ class Gauge(Instrument):
     _method = "set"
     _non_negative = False
 
-    def new_series(self, attributes: dict[str, Any], windows: int) -> Series:
-        return GaugeSeries(attributes)
+    def new_series(self, attributes: dict[str, Any], readers: int) -> Series:
+        return GaugeSeries(attributes, readers)
 
     def _aggregate(
         self, value: int | float, series: Series, context: Context | None, attributes: Any
@@ -750,8 +765,8 @@ class Histogram(Instrument):
     kind = "histogram"
     _method = "record"
 
-    def new_series(self, attributes: dict[str, Any], windows: int) -> Series:
-        return HistogramSeries(attributes, self.bounds, windows)
+    def new_series(self, attributes: dict[str, Any], readers: int) -> Series:
+        return HistogramSeries(attributes, self.bounds, readers)
 
     @property
     def bounds(self) -> tuple[float, ...]:
@@ -953,7 +968,8 @@ class Store:
     """The engine instruments recorded for one destination (a meter provider)."""
 
     def __init__(self, provider: Any, *, mode: str | None = None) -> None:
-        self.provider = provider
+        #: Weakly: a user's provider given to a client is not kept alive by the engine.
+        self._provider = _weak(provider)
         self.mode = mode or mode_from_env()
         self._lock = threading.Lock()
         self.instruments: dict[tuple[object, ...], Instrument] = {}
@@ -966,6 +982,15 @@ class Store:
         self.epoch = 0
         #: Called with each new generation (the bridge follows it).
         self.on_generation: list[Callable[[Generation], None]] = []
+
+    @property
+    def provider(self) -> Any:
+        """The meter provider this store records for (``None`` once it is gone)."""
+        return self._provider()
+
+    @provider.setter
+    def provider(self, provider: Any) -> None:
+        self._provider = _weak(provider)
 
     def instrument(
         self,
@@ -981,7 +1006,9 @@ class Store:
         route_to_sdk: bool = False,
     ) -> Instrument:
         """The instrument *name* of *kind* in *scope* (the first one made is kept)."""
-        key = (scope, kind, name.lower())
+        # The SDK's identity of an instrument: two with one name and another unit or
+        # description are two metrics (the SDK warns of the conflict and exports both).
+        key = (scope, kind, name.lower(), unit, description)
         with self._lock:
             instrument = self.instruments.get(key)
             if instrument is None:
@@ -1037,10 +1064,13 @@ def global_store() -> Store:
 
 def use_as_global(provider: Any) -> None:
     """Make *provider* (the one ``setup_metrics`` installs globally) map to the global store."""
+    global _global_provider
+    _global_provider = provider  # kept: the global provider lives for the process
     _GLOBAL.provider = provider
 
 
 _global_mode: str | None = None
+_global_provider: Any = None
 
 
 def set_global_mode(mode: str) -> None:

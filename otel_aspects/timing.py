@@ -384,7 +384,6 @@ _StaticParts = tuple[dict[str, Any], bool, dict[str, Any], dict[str, Any]]
 #: ``timed`` built per call with the same labels derives nothing twice.
 _static_cache: dict[tuple[str, tuple[tuple[Any, Any], ...]], _StaticParts] = {}
 _STATIC_CACHE_SIZE = 512
-_CACHEABLE = frozenset((str, int, float, bool))
 
 
 def _static_parts(labels: object, name: str) -> _StaticParts:
@@ -405,8 +404,10 @@ def _static_parts(labels: object, name: str) -> _StaticParts:
     if (
         key is not None
         and len(_static_cache) < _STATIC_CACHE_SIZE
-        and all(k.__class__ is str and v.__class__ in _CACHEABLE for k, v in static.items())
+        and all(k.__class__ is str and v.__class__ is str for k, v in labels.items())  # type: ignore[attr-defined]
     ):
+        # Only str values: True == 1 == 1.0 as keys, but no other value equals a str,
+        # so a hit always has exactly these labels.
         _static_cache[key] = parts
     return parts
 

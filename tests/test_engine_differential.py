@@ -156,7 +156,14 @@ dyadic = st.integers(0, 16_000).map(lambda k: k / 16)
 
 def valid_values(kind: str, exact: bool) -> st.SearchStrategy[Any]:
     """Values the client records for *kind* (ints, floats, -0.0, a Fraction it converts)."""
-    floats = dyadic if exact else st.floats(0, 1000, allow_nan=False)
+    floats = (
+        dyadic
+        if exact
+        else st.one_of(
+            st.floats(0, 1000, allow_nan=False),
+            st.sampled_from([0.1, 1 / 3, 1e16, 1e20]),  # sums that round: order matters
+        )
+    )
     non_negative = st.one_of(st.integers(0, 1000), floats, st.sampled_from([-0.0, Fraction(3, 8)]))
     if kind in ("counter", "histogram"):
         return non_negative
