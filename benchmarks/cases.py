@@ -636,6 +636,23 @@ def _seed_record(client: Any) -> Callable[[float, dict[str, Any]], None]:
     return record
 
 
+#: The seed's service module: a module-level client and a module-level ``record_func``
+#: (``your_service/utils/otel_metrics.py``), one pair per engine setting of the case.
+_seed_clients: dict[str, Any] = {}
+
+
+def seed_record(duration: float, labels: dict[str, Any]) -> None:
+    """The seed's module-level ``record_func`` (engine on)."""
+    _seed_clients["engine"].record_counter("bench_requests_total", 1, labels)
+    _seed_clients["engine"].record_histogram("bench_request_duration_seconds", duration, labels)
+
+
+def seed_record_sdk(duration: float, labels: dict[str, Any]) -> None:
+    """The same, for the engine-off case."""
+    _seed_clients["sdk"].record_counter("bench_requests_total", 1, labels)
+    _seed_clients["sdk"].record_histogram("bench_request_duration_seconds", duration, labels)
+
+
 def _seed_track_duration() -> dict[str, Any]:
     from otel_aspects.decorators import track_duration
 
@@ -648,7 +665,9 @@ def _seed_timed_context_per_call() -> dict[str, Any]:
     from otel_aspects.decorators import create_timed_context
 
     client, provider, reader = aspects_client()
-    record = _seed_record(client)
+    engine_on = os.environ.get(ENGINE_ENV) != "sdk"
+    _seed_clients["engine" if engine_on else "sdk"] = client
+    record = seed_record if engine_on else seed_record_sdk
 
     async def handler(x: int) -> int:
         # As the seed's README writes it: built inside the handler, one per call.
