@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_default_buckets
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -75,10 +76,10 @@ class TestRecording:
             client.record_histogram("latency_seconds", v)
         data = histogram_data(metrics_reader, "latency_seconds")
         assert data is not None
-        assert data.boundaries == DEFAULT_SECONDS_BUCKETS
+        assert data.boundaries == DEFAULT_SECONDS_BUCKETS == test_default_buckets.EXPECTED
         assert data.count == 4 and data.sum == pytest.approx(3.403)
-        assert data.bucket_counts[0] == 1  # <= 0.005
-        assert data.bucket_counts[DEFAULT_SECONDS_BUCKETS.index(0.25)] == 2
+        # 0.003 <= 0.005; 0.2 in (0.1, 0.25]; 3.0 in (2.5, 5]
+        assert data.bucket_counts == (1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1, 0, 0, 0)
 
     def test_histogram_custom_buckets(
         self, client: OTelMetricsClient, metrics_reader: InMemoryMetricReader
@@ -171,7 +172,7 @@ class TestDisabledAndUndeclared:
         client.record_histogram("extra_seconds", 0.01)
         assert counter_value(metrics_reader, "extra_total") == 4
         data = histogram_data(metrics_reader, "extra_seconds")
-        assert data is not None and data.boundaries == DEFAULT_SECONDS_BUCKETS
+        assert data is not None and data.boundaries == test_default_buckets.EXPECTED
         assert client.spec("extra_udc") == MetricSpec("up_down_counter", "extra_udc")
 
     def test_create_returns_the_existing_instrument(self, client: OTelMetricsClient) -> None:

@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import test_default_buckets
 
 from otel_aspects.config import (
     DEFAULT_SECONDS_BUCKETS,
@@ -99,7 +100,7 @@ class TestValidFile:
         assert m["b"].buckets == DEFAULT_SECONDS_BUCKETS
         assert m["c"].buckets is None
         assert m["d_seconds"].buckets == (1.0, 2.5, 10.0)
-        assert DEFAULT_SECONDS_BUCKETS[0] == 0.005 and DEFAULT_SECONDS_BUCKETS[-1] == 10.0
+        assert DEFAULT_SECONDS_BUCKETS == test_default_buckets.EXPECTED  # by value, every edge
 
     def test_unquoted_unit_number_is_accepted(self, tmp_path: Path) -> None:
         """`unit: 1` (a YAML int) means the unit "1"."""
