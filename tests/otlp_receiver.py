@@ -75,6 +75,7 @@ class Point:
     monotonic: bool | None = None
     start_time_unix_nano: int = 0
     time_unix_nano: int = 0
+    scope: str = ""  # the instrumentation scope (meter) name
 
 
 class OtlpReceiver:
@@ -191,6 +192,9 @@ class OtlpReceiver:
 
     def metrics(self, name: str) -> list[tuple[dict[str, Any], Metric]]:
         """Every received ``Metric`` called *name*, with its resource attributes."""
+        return [(resource, metric) for resource, _scope, metric in self._scoped(name)]
+
+    def _scoped(self, name: str) -> list[tuple[dict[str, Any], str, Metric]]:
         with self._lock:
             requests = list(self.metrics_requests)
         found = []
@@ -200,7 +204,7 @@ class OtlpReceiver:
                 for sm in rm.scope_metrics:
                     for metric in sm.metrics:
                         if metric.name == name:
-                            found.append((resource, metric))
+                            found.append((resource, sm.scope.name, metric))
         return found
 
     def points(
@@ -208,11 +212,11 @@ class OtlpReceiver:
     ) -> list[Point]:
         """Data points of *name* whose attributes include *attributes*.
 
-        With ``latest=True`` only the last point per (resource instance, attribute
-        set) is kept: with cumulative temporality that is the current total.
+        With ``latest=True`` only the last point per (resource instance, scope,
+        attribute set) is kept: with cumulative temporality that is the current total.
         """
         out: list[Point] = []
-        for resource, metric in self.metrics(name):
+        for resource, scope, metric in self._scoped(name):
             kind = metric.WhichOneof("data")
             assert kind is not None
             data = getattr(metric, kind)
@@ -226,6 +230,7 @@ class OtlpReceiver:
                     "kind": kind,
                     "attributes": attrs,
                     "resource": resource,
+                    "scope": scope,
                     "start_time_unix_nano": dp.start_time_unix_nano,
                     "time_unix_nano": dp.time_unix_nano,
                 }
@@ -253,6 +258,7 @@ class OtlpReceiver:
             for p in out:
                 key = (
                     p.resource.get("service.instance.id"),
+                    p.scope,
                     tuple(sorted(p.attributes.items())),
                 )
                 last[key] = p
