@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import opentelemetry.metrics as otel_api
 import pytest
 import test_default_buckets
 from opentelemetry.sdk.metrics import MeterProvider
@@ -151,7 +152,9 @@ class TestDisabledAndUndeclared:
                 client.record_metric("off_total", 1)
                 client.record_counter("undeclared_total")
         assert warnings(caplog) == []
-        assert len([r for r in caplog.records if r.name.startswith("otel_aspects")]) <= 2
+        ours = [r.getMessage() for r in caplog.records if r.name.startswith("otel_aspects")]
+        assert len(ours) == 2  # one DEBUG line per name, not per call
+        assert "'off_total'" in ours[0] and "'undeclared_total'" in ours[1]
         assert metric_points(metrics_reader, "off_total") == []
         assert client.get_counter("off_total") is None
 
@@ -164,10 +167,16 @@ class TestDisabledAndUndeclared:
         self, client: OTelMetricsClient, metrics_reader: InMemoryMetricReader
     ) -> None:
         """create_* registers a metric that is not in the config (seed API)."""
-        assert client.create_counter("extra_total", "extra", "1") is not None
-        assert client.create_histogram("extra_seconds") is not None
-        assert client.create_gauge("extra_gauge") is not None
-        assert client.create_up_down_counter("extra_udc") is not None
+        created = [
+            (client.create_counter("extra_total", "extra", "1"), otel_api.Counter),
+            (client.create_histogram("extra_seconds"), otel_api.Histogram),
+            (client.create_gauge("extra_gauge"), otel_api._Gauge),
+            (client.create_up_down_counter("extra_udc"), otel_api.UpDownCounter),
+        ]
+        for instrument, kind in created:
+            assert isinstance(instrument, kind)
+        names = [getattr(instrument, "name", None) for instrument, _ in created]
+        assert names == ["extra_total", "extra_seconds", "extra_gauge", "extra_udc"]
         client.record_counter("extra_total", 4)
         client.record_histogram("extra_seconds", 0.01)
         assert counter_value(metrics_reader, "extra_total") == 4
@@ -273,10 +282,14 @@ class TestProtection:
         self, client: OTelMetricsClient, caplog: pytest.LogCaptureFixture
     ) -> None:
         """PITFALL: get_* return None (never raise) for disabled, undeclared, wrong kind."""
-        assert client.get_counter("requests_total") is not None
-        assert client.get_histogram("latency_seconds") is not None
-        assert client.get_gauge("temperature") is not None
-        assert client.get_up_down_counter("in_flight") is not None
+        got = [
+            (client.get_counter("requests_total"), otel_api.Counter, "requests_total"),
+            (client.get_histogram("latency_seconds"), otel_api.Histogram, "latency_seconds"),
+            (client.get_gauge("temperature"), otel_api._Gauge, "temperature"),
+            (client.get_up_down_counter("in_flight"), otel_api.UpDownCounter, "in_flight"),
+        ]
+        for instrument, kind, name in got:
+            assert isinstance(instrument, kind) and getattr(instrument, "name", None) == name
         with caplog.at_level(logging.DEBUG):
             assert client.get_counter("off_total") is None
             assert client.get_counter("nope") is None
