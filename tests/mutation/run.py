@@ -45,13 +45,14 @@ SUBSETS: dict[str, tuple[str, ...]] = {
         "tests/test_client.py",
     ),
     "labels": (
+        "tests/test_labels_edges.py",
         "tests/test_timing.py",
         "tests/test_labels_concurrency.py",
         "tests/test_decorators.py",
     ),
     "_attributes": (
-        "tests/test_client.py",
         "tests/test_attributes.py",
+        "tests/test_client.py",
         "tests/test_client_properties.py",
     ),
     "_warn": ("tests/test_warn.py", "tests/test_client.py", "tests/test_config.py"),
