@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: module (under otel_aspects/) -> the tests that exercise it, fastest killers first.
 SUBSETS: dict[str, tuple[str, ...]] = {
     "config": (
+        "tests/test_config_edges.py",
         "tests/test_config.py",
         "tests/test_default_buckets.py",
         "tests/test_cli.py",

@@ -1,0 +1,203 @@
+"""otel_aspects.config at its edges: exact messages and boundaries (mutation survivors,
+docs/MUTATION.md)."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from otel_aspects import config as config_module
+from otel_aspects.config import (
+    MetricsConfigError,
+    bucket_problem,
+    load_metrics_config,
+    loaded_configs,
+    validate_config_file,
+)
+
+
+def write(tmp_path: Path, text: str, name: str = "svc.yml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def one_error(tmp_path: Path, text: str) -> str:
+    errors = validate_config_file(write(tmp_path, text))
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+class TestMessages:
+    def test_unknown_key_without_a_close_match_lists_the_allowed_keys(self, tmp_path: Path) -> None:
+        message = one_error(tmp_path, "counters:\n  - name: a\n    zzz: 1\n")
+        assert message.endswith(
+            "key 'zzz': unknown key; allowed keys: name, description, unit, capture, max_series"
+        )
+        top = one_error(tmp_path, "qqqqqq: 1\n")
+        assert top.endswith(
+            "unknown top-level key; allowed keys: service_name, counters, histograms, gauges, "
+            "up_down_counters"
+        )
+
+    def test_an_unknown_key_sorting_before_buckets_is_not_called_buckets(
+        self, tmp_path: Path
+    ) -> None:
+        """Only the key ``buckets`` gets the "only histograms" message."""
+        message = one_error(tmp_path, "counters:\n  - name: a\n    aaa: 1\n")
+        assert "key 'aaa': unknown key" in message and "only histograms" not in message
+        message = one_error(tmp_path, "counters:\n  - name: a\n    buckets: [1]\n")
+        assert "key 'buckets': only histograms take buckets" in message
+
+    @pytest.mark.parametrize("section", ["counters", "gauges", "up_down_counters"])
+    def test_only_histograms_take_buckets(self, tmp_path: Path, section: str) -> None:
+        message = one_error(tmp_path, f"{section}:\n  - name: a\n    buckets: [1, 2]\n")
+        assert "only histograms take buckets" in message
+        assert load_metrics_config("svc", tmp_path / "svc.yml").metrics == {}
+
+    def test_duplicate_key_names_both_lines(self, tmp_path: Path) -> None:
+        message = one_error(tmp_path, "counters:\n  - name: a\n    unit: s\n    name: b\n")
+        assert "key 'name' appears twice (lines 2 and 4); merge them into one" in message
+
+    def test_duplicate_non_string_keys_are_found_too(self, tmp_path: Path) -> None:
+        """Integer (and other non-string) keys given twice are duplicates as well."""
+        message = one_error(tmp_path, "counters:\n  - name: a\n    1: x\n    1: y\n")
+        assert "key 1 appears twice (lines 3 and 4)" in message
+
+    def test_a_duplicate_after_an_unhashable_key_is_still_reported(self, tmp_path: Path) -> None:
+        message = one_error(tmp_path, "? [a, b]\n: 1\ncounters: []\ncounters: []\n")
+        assert "key 'counters' appears twice (lines 3 and 4)" in message
+
+    @pytest.mark.parametrize("declared", ["aaa", "zzz"])
+    def test_service_name_mismatch_whichever_way_it_sorts(
+        self, tmp_path: Path, declared: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        path = write(tmp_path, f"service_name: {declared}\ncounters:\n  - name: a\n")
+        with caplog.at_level(logging.WARNING, logger="otel_aspects"):
+            cfg = load_metrics_config("svc", path)
+        assert list(cfg.metrics) == ["a"]  # the file is still used
+        assert len(cfg.errors) == 1 and f"declares {declared!r}" in cfg.errors[0]
+        assert [r.levelno for r in caplog.records] == [logging.WARNING]
+
+
+class TestUnits:
+    def test_default_unit_depends_on_kind_and_name(self, tmp_path: Path) -> None:
+        """Seconds only for a histogram named *_seconds: not for a *_seconds counter,
+        not for any other histogram (no seconds buckets on a *_bytes histogram)."""
+        path = write(
+            tmp_path,
+            """\
+            counters:
+              - name: wait_seconds
+            histograms:
+              - name: size_bytes
+              - name: latency_seconds
+            """,
+        )
+        m = load_metrics_config("svc", path).metrics
+        assert (m["wait_seconds"].unit, m["wait_seconds"].buckets) == ("1", None)
+        assert (m["size_bytes"].unit, m["size_bytes"].buckets) == ("1", None)
+        assert m["latency_seconds"].unit == "s" and m["latency_seconds"].buckets is not None
+        assert m["latency_seconds"].buckets[4] == 0.075
+
+
+class TestLimits:
+    def test_max_series_one_is_valid(self, tmp_path: Path) -> None:
+        path = write(tmp_path, "counters:\n  - name: a\n    max_series: 1\n")
+        assert load_metrics_config("svc", path, strict=True).metrics["a"].max_series == 1
+        assert "positive integer" in one_error(
+            tmp_path, "counters:\n  - name: a\n    max_series: 0\n"
+        )
+
+    def test_bucket_bound_is_exclusive(self) -> None:
+        assert bucket_problem([9.9e299]) is None
+        for too_big in (1e300, 1e305, -1e300):
+            problem = bucket_problem([too_big])
+            assert problem is not None and "not finite or too large" in problem, too_big
+
+    def test_bucket_problems_show_the_value_briefly(self) -> None:
+        assert bucket_problem([float("inf")]) == (
+            "item 0 (inf) is not finite or too large; use numbers below 1e300"
+        )
+        assert bucket_problem([1, 1e301]) == (
+            "item 1 (1e+301) is not finite or too large; use numbers below 1e300"
+        )
+        huge = bucket_problem([10**400])
+        assert (
+            huge == "item 0 (100000000000...) is not finite or too large; use numbers below 1e300"
+        )
+        assert bucket_problem([10**300]) == (
+            "item 0 (100000000000...) is not finite or too large; use numbers below 1e300"
+        )
+
+
+class TestLoading:
+    def test_signature(self, tmp_path: Path) -> None:
+        """config_path may be given by name; strict only by name."""
+        path = write(tmp_path, "counters:\n  - name: a\n")
+        assert list(load_metrics_config("svc", config_path=path).metrics) == ["a"]
+        assert list(load_metrics_config(service_name="svc", config_path=path).metrics) == ["a"]
+        with pytest.raises(TypeError):
+            load_metrics_config("svc", path, True)  # type: ignore[misc]
+
+    def test_missing_explicit_path_raises_only_when_strict(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        missing = tmp_path / "nope.yml"
+        with caplog.at_level(logging.WARNING, logger="otel_aspects"):
+            cfg = load_metrics_config("svc", missing)
+        assert cfg.metrics == {} and cfg.source is None
+        assert len(caplog.records) == 1 and "No metrics config" in caplog.records[0].getMessage()
+        with pytest.raises(MetricsConfigError, match="not found"):
+            load_metrics_config("svc", missing, strict=True)
+        # strict, but no explicit path: the default lookup finding nothing is not an error
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("OTEL_METRICS_CONFIG_PATH", raising=False)
+        assert load_metrics_config("svc", strict=True).metrics == {}
+
+    def test_each_load_is_remembered_the_same_object_once(self, tmp_path: Path) -> None:
+        path = write(tmp_path, "counters:\n  - name: a\n")
+        first = load_metrics_config("svc", path)
+        second = load_metrics_config("svc", path)
+        assert first == second and first is not second
+        assert loaded_configs() == (first, second)
+        assert loaded_configs()[1] is second
+        config_module._remember(first)  # given again (to a client): not twice
+        assert len(loaded_configs()) == 2
+
+    def test_a_failing_listener_never_breaks_loading(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def boom(config: object) -> None:
+            raise RuntimeError("listener bug")
+
+        monkeypatch.setattr(config_module, "_listeners", [boom])
+        path = write(tmp_path, "counters:\n  - name: a\n")
+        with caplog.at_level(logging.DEBUG, logger="otel_aspects"):
+            cfg = load_metrics_config("svc", path)
+        assert list(cfg.metrics) == ["a"]
+        failed = [r for r in caplog.records if "listener" in r.getMessage()]
+        assert len(failed) == 1 and failed[0].levelno == logging.DEBUG
+        assert failed[0].exc_info is not None and failed[0].exc_info[0] is RuntimeError
+
+
+class TestUnreadableFiles:
+    def test_not_utf8(self, tmp_path: Path) -> None:
+        path = tmp_path / "svc.yml"
+        path.write_bytes(b"counters:\n  - name: caf\xe9\n")
+        (message,) = validate_config_file(path)
+        assert "file: cannot be read (" in message and "check the path" in message
+        assert load_metrics_config("svc", path).metrics == {}
+
+    def test_os_error_while_reading(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = write(tmp_path, "counters:\n  - name: a\n")
+
+        def denied(self: Path, *args: object, **kwargs: object) -> str:
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(Path, "read_text", denied)
+        (message,) = validate_config_file(path)
+        assert "file: cannot be read ([Errno 13] Permission denied)" in message
