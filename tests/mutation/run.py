@@ -56,7 +56,12 @@ SUBSETS: dict[str, tuple[str, ...]] = {
         "tests/test_client.py",
         "tests/test_client_properties.py",
     ),
-    "_warn": ("tests/test_warn.py", "tests/test_client.py", "tests/test_config.py"),
+    "_warn": (
+        "tests/test_warn_edges.py",
+        "tests/test_warn.py",
+        "tests/test_client.py",
+        "tests/test_config.py",
+    ),
 }
 
 #: Operator replacements that are not plausible bugs here (or always equivalent):
@@ -202,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap-minutes", type=float, default=40.0, help="per module")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "mutation")
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()
     modules = [m for m in args.modules.split(",") if m]
     unknown = [m for m in modules if m not in SUBSETS]
     if unknown:
