@@ -83,6 +83,29 @@ class TestMessages:
         assert [r.levelno for r in caplog.records] == [logging.WARNING]
 
 
+class TestSections:
+    @pytest.mark.parametrize(("value", "kind"), [("5", "int"), ("abc", "str"), ("{a: 1}", "dict")])
+    def test_a_section_that_is_not_a_list(self, tmp_path: Path, value: str, kind: str) -> None:
+        message = one_error(tmp_path, f"counters: {value}\n")
+        assert message.endswith(
+            f"section 'counters': expected a list of entries ('- name: ...'), got a {kind}"
+        )
+
+    def test_duplicates_after_a_merge_key_are_still_found(self, tmp_path: Path) -> None:
+        text = """\
+            counters:
+              - &shared
+                name: a
+                unit: s
+              - <<: *shared
+                name: b
+                unit: ms
+                unit: s
+            """
+        message = one_error(tmp_path, text)
+        assert "key 'unit' appears twice (lines 7 and 8)" in message
+
+
 class TestUnits:
     def test_default_unit_depends_on_kind_and_name(self, tmp_path: Path) -> None:
         """Seconds only for a histogram named *_seconds: not for a *_seconds counter,
@@ -92,6 +115,8 @@ class TestUnits:
             """\
             counters:
               - name: wait_seconds
+            up_down_counters:
+              - name: busy_seconds
             histograms:
               - name: size_bytes
               - name: latency_seconds
@@ -99,6 +124,7 @@ class TestUnits:
         )
         m = load_metrics_config("svc", path).metrics
         assert (m["wait_seconds"].unit, m["wait_seconds"].buckets) == ("1", None)
+        assert (m["busy_seconds"].unit, m["busy_seconds"].buckets) == ("1", None)
         assert (m["size_bytes"].unit, m["size_bytes"].buckets) == ("1", None)
         assert m["latency_seconds"].unit == "s" and m["latency_seconds"].buckets is not None
         assert m["latency_seconds"].buckets[4] == 0.075

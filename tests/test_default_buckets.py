@@ -31,6 +31,10 @@ def test_seconds_spec_gets_the_literal_buckets() -> None:
     assert MetricSpec("histogram", "t_seconds", unit="s").buckets == EXPECTED
     assert MetricSpec("histogram", "size_bytes", unit="By").buckets is None
     assert MetricSpec("counter", "n_total", unit="s").buckets is None
+    assert MetricSpec("up_down_counter", "busy_seconds", unit="s").buckets is None
+    assert MetricSpec("gauge", "lag_seconds", unit="s").buckets is None
+    assert MetricSpec("histogram", "t_micros", unit="us").buckets is None  # only "s" itself
+    assert MetricSpec("histogram", "t", unit="s", buckets=(1.0,)).buckets == (1.0,)
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ Not part of ``make test`` or CI: it takes tens of minutes.  For each module it
    time cap, and writes ``survivors.txt`` (each surviving mutant's diff) and a summary
    line per module.
 
-Usage: ``python tests/mutation/run.py [--modules config,labels] [--jobs 2] [--cap-minutes 40]``.
+Usage: ``python tests/mutation/run.py [--modules config,labels] [--jobs 2] [--cap-minutes 40]``;
+``--survivors-of build/mutation`` re-runs only the survivors of that earlier run (after
+adding tests), into another ``--out``.
 docs/MUTATION.md lists the survivors of the last run and the verdict on each.
 """
 
@@ -129,7 +131,32 @@ def skip_noise(session: Path, module: Path) -> int:
     return skipped
 
 
-def run_module(name: str, out: Path, cap_seconds: float) -> dict[str, object]:
+def keep_only_survivors(session: Path, previous: Path) -> int:
+    """Skip every mutant that did not survive in *previous* (same module source): a
+    quick re-check of the survivors after new tests.  How many were skipped."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    with use_db(str(previous), WorkDB.Mode.open) as db:
+        alive = {
+            (item.mutations[0].operator_name, item.mutations[0].occurrence)
+            for item, result in db.completed_work_items
+            if getattr(result.test_outcome, "name", "") == "SURVIVED"
+        }
+    skipped = 0
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            m = item.mutations[0]
+            if (m.operator_name, m.occurrence) not in alive:
+                result = WorkResult(output="not a survivor", worker_outcome=WorkerOutcome.SKIPPED)
+                db.set_result(item.job_id, result)
+                skipped += 1
+    return skipped
+
+
+def run_module(
+    name: str, out: Path, cap_seconds: float, previous: Path | None = None
+) -> dict[str, object]:
     work = out / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -168,6 +195,8 @@ def run_module(name: str, out: Path, cap_seconds: float) -> dict[str, object]:
     session = work / "session.sqlite"
     _cosmic("init", "cr.toml", str(session), cwd=work, env=env)
     skipped = skip_noise(session, work / "otel_aspects" / f"{name}.py")
+    if previous is not None:
+        skipped += keep_only_survivors(session, previous / name / "session.sqlite")
     _cosmic("baseline", "cr.toml", cwd=work, env=env)
     started = time.monotonic()
     capped = False
@@ -206,14 +235,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--cap-minutes", type=float, default=40.0, help="per module")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "mutation")
+    parser.add_argument(
+        "--survivors-of",
+        type=Path,
+        default=None,
+        help="an earlier --out folder: run only the mutants that survived there",
+    )
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
+    if args.survivors_of is not None:
+        args.survivors_of = args.survivors_of.resolve()
     modules = [m for m in args.modules.split(",") if m]
     unknown = [m for m in modules if m not in SUBSETS]
     if unknown:
         parser.error(f"no test subset for {unknown}; known: {sorted(SUBSETS)}")
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        futures = {m: pool.submit(run_module, m, args.out, args.cap_minutes * 60) for m in modules}
+        futures = {
+            m: pool.submit(run_module, m, args.out, args.cap_minutes * 60, args.survivors_of)
+            for m in modules
+        }
         for m, f in futures.items():
             summary = f.result()
             print(json.dumps(summary), flush=True)
