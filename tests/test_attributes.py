@@ -64,9 +64,10 @@ def test_cut_keys_and_values_warn_once_per_cause(caplog: pytest.LogCaptureFixtur
 def test_strings_at_the_limit_are_not_warned_about(caplog: pytest.LogCaptureFixture) -> None:
     """A 256-character string inside a sequence, or beside a value that needs cleaning,
     goes through the slow path: kept whole and not reported as truncated."""
+    key = "k" * 256
     with caplog.at_level(logging.WARNING, logger="otel_aspects"):
-        out = clean_attributes({"s": ["x" * 256, "y"], "t": "z" * 256, "n": math.nan}, "m")
-    assert out == {"s": ("x" * 256, "y"), "t": "z" * 256, "n": "nan"}
+        out = clean_attributes({"s": ["x" * 256, "y"], "t": "z" * 256, "n": math.nan, key: 1}, "m")
+    assert out == {"s": ("x" * 256, "y"), "t": "z" * 256, "n": "nan", key: 1}
     assert [r.getMessage() for r in caplog.records] == []
 
 
@@ -197,3 +198,27 @@ def test_dict_subclass_takes_the_slow_path() -> None:
     attrs = Attrs(a=1)
     out = clean_attributes(attrs, "m")
     assert out == {"a": 1} and type(out) is dict
+
+
+class Long:
+    def __repr__(self) -> str:
+        return "o" * 70
+
+
+def test_nested_values_are_abbreviated_like_this() -> None:
+    """The bounded repr of a value that is no primitive: at most 8 items per container,
+    2 levels deep, 64 characters per string or other object inside."""
+    y = "y" * 29 + "..." + "y" * 30
+
+    def short(value: object) -> object:
+        return clean_attributes({"a": value}, "m")["a"]
+
+    assert short([*range(9), "x"]) == "[0, 1, 2, 3, 4, 5, 6, 7, ...]"
+    assert (
+        short({i: i for i in range(9)}) == "{0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, ...}"
+    )
+    assert short((1, "x", *range(8))) == "(1, 'x', 0, 1, 2, 3, 4, 5, ...)"
+    assert short(set(range(9))) == "{0, 1, 2, 3, 4, 5, 6, 7, ...}"
+    assert short([1, "x", [2, [3, [4]]]]) == "[1, 'x', [2, [...]]]"
+    assert short([1, "y" * 70]) == f"[1, '{y}']"
+    assert short([1, Long()]) == "[1, " + "o" * 30 + "..." + "o" * 31 + "]"

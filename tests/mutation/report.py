@@ -25,6 +25,8 @@ def _changed_lines(diff: str) -> tuple[str, str]:
         for line in diff.splitlines()
         if line.startswith("+") and not line.startswith("+++")
     ]
+    old = [x.replace("|", "\\|") for x in old if x]
+    new = [x.replace("|", "\\|") for x in new if x]
     return " / ".join(old) or "(nothing)", " / ".join(new) or "(removed)"
 
 
