@@ -100,6 +100,12 @@ class TestSections:
             f"section 'counters': expected a list of entries ('- name: ...'), got a {kind}"
         )
 
+    def test_a_self_referencing_anchor_is_reported_at_its_key(self, tmp_path: Path) -> None:
+        """Mappings are built lazily (``deep=False``): a recursive alias is a bad value of
+        one key, not an unreadable file."""
+        message = one_error(tmp_path, "counters: &x\n  - name: a\n    description: *x\n")
+        assert "counters[0] 'a': key 'description': expected a string" in message
+
     def test_duplicates_after_a_merge_key_are_still_found(self, tmp_path: Path) -> None:
         text = """\
             counters:

@@ -1,7 +1,8 @@
 """Markdown rows for docs/MUTATION.md: the survivors of a first run, and what became of
 each in a later run (same module source, more tests): killed by which test, or still alive.
 
-Usage: ``python tests/mutation/report.py FIRST.sqlite LATER.sqlite``.
+Usage: ``python tests/mutation/report.py FIRST.sqlite LATER.sqlite...`` (later runs in
+order; a survivors-only run counts for the mutants it ran).
 A mutant is matched across runs by operator and occurrence (cosmic-ray numbers them in
 source order, so an unchanged module gives the same numbering).
 """
@@ -39,23 +40,26 @@ def _results(path: str) -> dict[tuple[str, int], tuple[object, object]]:
     return out
 
 
-def main(first: str, later: str) -> int:
-    before, after = _results(first), _results(later)
-    for (op, occ), (item, result) in sorted(
-        before.items(), key=lambda kv: kv[1][0].mutations[0].start_pos
-    ):  # type: ignore[attr-defined]
+def main(first: str, *later: str) -> int:
+    before = _results(first)
+    runs = [_results(path) for path in later]
+    items = sorted(before.items(), key=lambda kv: kv[1][0].mutations[0].start_pos)  # type: ignore[attr-defined]
+    for (op, occ), (item, result) in items:
         if getattr(result.test_outcome, "name", "") != "SURVIVED":  # type: ignore[attr-defined]
             continue
         line = item.mutations[0].start_pos[0]  # type: ignore[attr-defined]
         old, new = _changed_lines(result.diff or "")  # type: ignore[attr-defined]
         verdict = "not rerun"
-        if (op, occ) in after:
-            _, res = after[(op, occ)]
+        for run in runs:  # the first later run that killed it, else the last that ran it
+            if (op, occ) not in run:
+                continue
+            _, res = run[(op, occ)]
             outcome = getattr(res.test_outcome, "name", "")  # type: ignore[attr-defined]
             if outcome == "KILLED":
                 failed = re.findall(r"^FAILED (\S+)", res.output or "", re.M)  # type: ignore[attr-defined]
-                verdict = f"killed by `{failed[0].split(' ')[0]}`" if failed else "killed (error)"
-            else:
+                verdict = f"killed by `{failed[0]}`" if failed else "killed (error)"
+                break
+            if outcome == "SURVIVED":
                 verdict = "SURVIVED"
         short = op.removeprefix("core/")
         print(f"| {line} | {short} #{occ} | `{old}` -> `{new}` | {verdict} |")
@@ -63,4 +67,4 @@ def main(first: str, later: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:3]))
+    sys.exit(main(*sys.argv[1:]))
