@@ -169,11 +169,17 @@ def test_prometheus_scrapes_what_the_workload_recorded(tmp_path: Path) -> None:
         assert "\nmcp_tool_execution_duration_seconds_bucket{" in text
 
         total_ops = sum(n for k, n in expected.items() if k[1] == "registry_operations_total")
+        # The demo prints its JSON after the workload has ended: a scrape that started
+        # later holds every final count (one metric at its final value is not enough: other
+        # clients may still have been at work when it got there).
+        printed = time.time()
 
-        def scraped_final() -> bool | float:
+        def scraped_final() -> bool | tuple[float, float]:
             got = query(prom_port, "sum(registry_operations_total)")
             value = float(got[0]["value"][1]) if got else -1.0
-            return value == total_ops or value
+            up = query(prom_port, 'timestamp(up{job="demo"})')
+            scraped_at = float(up[0]["value"][1]) if up else 0.0
+            return (value == total_ops and scraped_at > printed + 0.1) or (value, scraped_at)
 
         wait_until(scraped_final, 20, "Prometheus to scrape the final counts")
 
