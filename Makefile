@@ -23,8 +23,8 @@ demo: $(STAMP)
 	$(PY) -m services.demo $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check otel_aspects services tests benchmarks
-	$(VENV)/bin/ruff format --check otel_aspects services tests benchmarks
+	$(VENV)/bin/ruff check otel_aspects services tests benchmarks conftest.py
+	$(VENV)/bin/ruff format --check otel_aspects services tests benchmarks conftest.py
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
