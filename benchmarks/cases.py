@@ -14,8 +14,11 @@ against which its "x hand-written (same form)" ratio is taken.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import importlib.util
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +34,12 @@ __all__ = (
     "ATTRS",
     "BENCH_CONFIG",
     "BUCKETS",
+    "ENGINE_ENV",
     "Case",
     "all_cases",
+    "engine_off",
     "otel_sdk",
+    "reader_counts",
 )
 
 #: The YAML config the otel_aspects cases load (service ``bench``).
@@ -71,19 +77,43 @@ BUCKETS: tuple[float, ...] = (
 
 ASPECTS_AVAILABLE = importlib.util.find_spec("otel_aspects.timing") is not None
 
+#: Selects otel_aspects' recording path when a client (or an aspect) is built:
+#: ``sdk`` records straight into the OpenTelemetry SDK's instruments (the "engine
+#: off" rows); unset, the library's own pre-aggregating engine.  Read while the case's
+#: client and aspects are built in ``setup``, so the engine-off rows set it around
+#: their setup only (:func:`engine_off`).
+ENGINE_ENV = "OTEL_ASPECTS_ENGINE"
+
+
+@contextlib.contextmanager
+def engine_off() -> Iterator[None]:
+    """``OTEL_ASPECTS_ENGINE=sdk`` inside the block, the previous value (or none) after."""
+    old = os.environ.get(ENGINE_ENV)
+    os.environ[ENGINE_ENV] = "sdk"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENGINE_ENV, None)
+        else:
+            os.environ[ENGINE_ENV] = old
+
 
 @dataclass(frozen=True)
 class Case:
     """One timed statement and how to build what it needs."""
 
     name: str
-    group: str  # baseline | otel | otel_aspects | peer
+    group: str  # baseline | otel | otel_aspects | engine_off | peer | diagnostic
     description: str
     stmt: str
     setup: Callable[[], dict[str, Any]]
     kind: str = "sync"  # sync | async
     baseline: str = "bare"
     handwritten: str = "otel_handwritten"
+    #: The prometheus_client code this case is compared with (same labels, same form):
+    #: the reference of the issue's "at most 1.0x prometheus_client" targets.
+    peer: str | None = None
     notes: tuple[str, ...] = field(default=())
 
 
@@ -111,6 +141,66 @@ def otel_sdk() -> tuple[MeterProvider, InMemoryMetricReader]:
     return MeterProvider(metric_readers=[reader]), reader
 
 
+def two_reader_sdk() -> tuple[MeterProvider, Any]:
+    """A fresh provider with the two readers of a service that exports both ways.
+
+    An OTLP/HTTP exporter behind a ``PeriodicExportingMetricReader`` whose interval
+    (~11 days) never comes during a run (nothing listens on its endpoint; it is never
+    shut down), and a ``PrometheusMetricReader`` registered in its own
+    ``CollectorRegistry`` (not prometheus_client's global one).  Both are cumulative.
+    Returns the provider and the registry, through which the counts are read back.
+    """
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    otlp = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint="http://127.0.0.1:9/v1/metrics"),
+        export_interval_millis=1e9,
+    )
+    prom = PrometheusMetricReader(registry=registry)
+    return MeterProvider(metric_readers=[otlp, prom], shutdown_on_exit=False), registry
+
+
+def reader_counts(reader: Any, counter: str, histogram: str) -> Callable[[], tuple[int, int]]:
+    """``counts() -> (counter sum, histogram count)`` read from an SDK reader."""
+
+    def counts() -> tuple[int, int]:
+        c = h = 0
+        data = reader.get_metrics_data()
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name == counter:
+                        c += sum(int(p.value) for p in metric.data.data_points)
+                    elif metric.name == histogram:
+                        h += sum(int(p.count) for p in metric.data.data_points)
+        return c, h
+
+    return counts
+
+
+def registry_counts(registry: Any, counter: str, histogram: str) -> Callable[[], tuple[int, int]]:
+    """``counts() -> (counter sum, histogram count)`` read from a prometheus registry.
+
+    *counter* is the sample name (``..._total``), *histogram* the family name.
+    """
+
+    def counts() -> tuple[int, int]:
+        c = h = 0.0
+        for family in registry.collect():
+            for sample in family.samples:
+                if sample.name == counter:
+                    c += sample.value
+                elif sample.name == histogram + "_count":
+                    h += sample.value
+        return int(c), int(h)
+
+    return counts
+
+
 def handwritten_instruments(provider: MeterProvider) -> tuple[Any, Any]:
     meter = provider.get_meter("benchmarks.handwritten")
     counter = meter.create_counter("hand_requests_total", "1", "requests")
@@ -121,6 +211,14 @@ def handwritten_instruments(provider: MeterProvider) -> tuple[Any, Any]:
         explicit_bucket_boundaries_advisory=list(BUCKETS),
     )
     return counter, histogram
+
+
+def hand_counts(reader: InMemoryMetricReader) -> Callable[[], tuple[int, int]]:
+    return reader_counts(reader, "hand_requests_total", "hand_request_duration_seconds")
+
+
+def aspects_counts(reader: Any) -> Callable[[], tuple[int, int]]:
+    return reader_counts(reader, "bench_requests_total", "bench_request_duration_seconds")
 
 
 # --------------------------------------------------------------------------- baselines
@@ -180,7 +278,7 @@ def _handwritten() -> dict[str, Any]:
         record(perf_counter() - t, attrs)
         return result
 
-    return {"f": f, "_keep": (provider, reader)}
+    return {"f": f, "_keep": (provider, reader), "_counts": hand_counts(reader)}
 
 
 # Hand-written OTel instrumentation of the other forms.  Each is what a careful user
@@ -206,7 +304,7 @@ def _handwritten_async() -> dict[str, Any]:
             add(1, attrs)
             record(perf_counter() - t, attrs)
 
-    return {"f": f, "_keep": keep}
+    return {"f": f, "_keep": keep, "_counts": hand_counts(keep[1])}
 
 
 def _handwritten_gen() -> dict[str, Any]:
@@ -222,7 +320,7 @@ def _handwritten_gen() -> dict[str, Any]:
             add(1, attrs)
             record(perf_counter() - t, attrs)
 
-    return {"g": g, "_keep": keep}
+    return {"g": g, "_keep": keep, "_counts": hand_counts(keep[1])}
 
 
 def _handwritten_method() -> dict[str, Any]:
@@ -236,7 +334,7 @@ def _handwritten_method() -> dict[str, Any]:
             record(perf_counter() - t, attrs)
             return result
 
-    return {"obj": Service(), "_keep": keep}
+    return {"obj": Service(), "_keep": keep, "_counts": hand_counts(keep[1])}
 
 
 def _handwritten_dynamic() -> dict[str, Any]:
@@ -254,25 +352,38 @@ def _handwritten_dynamic() -> dict[str, Any]:
         record(perf_counter() - t, call_attrs)
         return result
 
-    return {"f": f, "_keep": keep}
+    return {"f": f, "_keep": keep, "_counts": hand_counts(keep[1])}
 
 
 # --------------------------------------------------------------------------- peers
 
 
-def _prom() -> tuple[Any, Any]:
+PROM_LABELS = ("route", "method", "status")
+
+
+def _prom_registry(labelnames: tuple[str, ...] = PROM_LABELS) -> tuple[Any, Any, Any]:
+    """A prometheus_client counter + histogram (same 14 buckets) in their own registry."""
     from prometheus_client import CollectorRegistry, Counter, Histogram
 
     registry = CollectorRegistry()
-    counter = Counter("requests", "requests", ["route", "method", "status"], registry=registry)
+    counter = Counter("requests", "requests", labelnames, registry=registry)
     histogram = Histogram(
         "request_duration_seconds",
         "request duration",
-        ["route", "method", "status"],
+        labelnames,
         buckets=BUCKETS,
         registry=registry,
     )
+    return counter, histogram, registry
+
+
+def _prom() -> tuple[Any, Any]:
+    counter, histogram, _ = _prom_registry()
     return counter, histogram
+
+
+def prom_counts(registry: Any) -> Callable[[], tuple[int, int]]:
+    return registry_counts(registry, "requests_total", "request_duration_seconds")
 
 
 def _prom_hist_time() -> dict[str, Any]:
@@ -291,7 +402,7 @@ def _prom_counter_inc() -> dict[str, Any]:
 
 
 def _prom_both() -> dict[str, Any]:
-    counter, histogram = _prom()
+    counter, histogram, registry = _prom_registry()
 
     def f(x: int) -> int:
         t = perf_counter()
@@ -300,7 +411,94 @@ def _prom_both() -> dict[str, Any]:
         histogram.labels("/bench", "GET", "success").observe(perf_counter() - t)
         return result
 
-    return {"f": f}
+    return {"f": f, "_counts": prom_counts(registry)}
+
+
+def _prom_wrapt_prebound() -> dict[str, Any]:
+    # The fastest prometheus_client code: children bound once (``.labels`` at setup),
+    # their methods bound too, in a wrapt decorator like otel_aspects' own.
+    counter, histogram, registry = _prom_registry()
+    inc = counter.labels("/bench", "GET", "success").inc
+    observe = histogram.labels("/bench", "GET", "success").observe
+
+    @wrapt.decorator
+    def instrumented(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        t = perf_counter()
+        result = wrapped(*args, **kwargs)
+        inc()
+        observe(perf_counter() - t)
+        return result
+
+    return {"f": instrumented(body), "_counts": prom_counts(registry)}
+
+
+def _prom_wrapt_labels() -> dict[str, Any]:
+    # The same decorator resolving the children per call (the status is only known
+    # after the call): the prometheus_client peer of ``track_duration``.
+    counter, histogram, registry = _prom_registry()
+    c_labels, h_labels = counter.labels, histogram.labels
+
+    @wrapt.decorator
+    def instrumented(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        t = perf_counter()
+        result = wrapped(*args, **kwargs)
+        c_labels("/bench", "GET", "success").inc()
+        h_labels("/bench", "GET", "success").observe(perf_counter() - t)
+        return result
+
+    return {"f": instrumented(body), "_counts": prom_counts(registry)}
+
+
+def _prom_labels_per_call() -> dict[str, Any]:
+    # The peer of ``aspects_with_set_label``: 4 labels, the 4th only known inside the
+    # call (returned by the nested code, as in ``otel_handwritten_dynamic``),
+    # ``.labels(...)`` per call inside the timed function.
+    counter, histogram, registry = _prom_registry((*PROM_LABELS, DYNAMIC_KEY))
+
+    def nested(x: int) -> tuple[int, str]:
+        return x + 1, DYNAMIC_VALUE
+
+    def f(x: int) -> int:
+        t = perf_counter()
+        result, value = nested(x)
+        counter.labels("/bench", "GET", "success", value).inc()
+        histogram.labels("/bench", "GET", "success", value).observe(perf_counter() - t)
+        return result
+
+    return {"f": f, "_counts": prom_counts(registry)}
+
+
+def _prom_labels_record() -> dict[str, Any]:
+    # The peer of ``client_record_dynamic``: the same 3-key dict built per call,
+    # ``.labels(**attrs)`` per call.
+    counter, histogram, registry = _prom_registry()
+
+    def f(x: int) -> int:
+        t = perf_counter()
+        result = body(x)
+        d = perf_counter() - t
+        attrs = {"route": "/bench", "method": "GET", "status": "success"}
+        counter.labels(**attrs).inc()
+        histogram.labels(**attrs).observe(d)
+        return result
+
+    return {"f": f, "_counts": prom_counts(registry)}
+
+
+def _prom_labels_per_call_async() -> dict[str, Any]:
+    # The peer of ``seed_timed_context_per_call``: a coroutine handler timing its own
+    # body, ``.labels(...)`` per call, recorded in ``finally``.
+    counter, histogram, registry = _prom_registry()
+
+    async def f(x: int) -> int:
+        t = perf_counter()
+        try:
+            return await abody(x)
+        finally:
+            counter.labels("/bench", "GET", "success").inc()
+            histogram.labels("/bench", "GET", "success").observe(perf_counter() - t)
+
+    return {"f": f, "_counts": prom_counts(registry)}
 
 
 def _prom_async_time() -> dict[str, Any]:
@@ -313,21 +511,27 @@ def _prom_async_time() -> dict[str, Any]:
 # --------------------------------------------------------------------------- otel_aspects
 
 
-def aspects_client() -> tuple[Any, MeterProvider, InMemoryMetricReader]:
-    """An otel_aspects client for ``bench_config.yml`` on a fresh SDK provider."""
+def aspects_client(provider: MeterProvider | None = None) -> tuple[Any, MeterProvider, Any]:
+    """An otel_aspects client for ``bench_config.yml`` on *provider* or a fresh SDK one.
+
+    Returns the client, the provider and its InMemoryMetricReader (``None`` when the
+    provider was given).
+    """
     from otel_aspects.client import create_metrics_client
     from otel_aspects.config import load_metrics_config
 
-    provider, reader = otel_sdk()
+    reader = None
+    if provider is None:
+        provider, reader = otel_sdk()
     config = load_metrics_config("bench", BENCH_CONFIG, strict=True)
     client = create_metrics_client("bench", config, meter_provider=provider)
     return client, provider, reader
 
 
-def _timed(**kw: Any) -> tuple[Any, tuple[Any, ...]]:
+def _timed(provider: MeterProvider | None = None, **kw: Any) -> tuple[Any, tuple[Any, ...]]:
     from otel_aspects.timing import timed
 
-    client, provider, reader = aspects_client()
+    client, provider, reader = aspects_client(provider)
     kw.setdefault("counter", "bench_requests_total")
     hist = kw.pop("histogram", "bench_request_duration_seconds")
     return timed(hist, client=client, **kw), (client, provider, reader)
@@ -341,12 +545,12 @@ def _aspects_disabled() -> dict[str, Any]:
 
 def _aspects_decorator() -> dict[str, Any]:
     t, keep = _timed(labels=STATIC_LABELS)
-    return {"f": t(body), "_keep": keep}
+    return {"f": t(body), "_keep": keep, "_counts": aspects_counts(keep[2])}
 
 
 def _aspects_with() -> dict[str, Any]:
     t, keep = _timed(labels=STATIC_LABELS)
-    return {"t": t, "f": body, "_keep": keep}
+    return {"t": t, "f": body, "_keep": keep, "_counts": aspects_counts(keep[2])}
 
 
 def _aspects_with_set_label() -> dict[str, Any]:
@@ -358,17 +562,17 @@ def _aspects_with_set_label() -> dict[str, Any]:
         set_label(DYNAMIC_KEY, DYNAMIC_VALUE)
         return x + 1
 
-    return {"t": t, "f": nested, "_keep": keep}
+    return {"t": t, "f": nested, "_keep": keep, "_counts": aspects_counts(keep[2])}
 
 
 def _aspects_async() -> dict[str, Any]:
     t, keep = _timed(labels=STATIC_LABELS)
-    return {"f": t(abody), "_keep": keep}
+    return {"f": t(abody), "_keep": keep, "_counts": aspects_counts(keep[2])}
 
 
 def _aspects_gen() -> dict[str, Any]:
     t, keep = _timed(labels=STATIC_LABELS)
-    return {"g": t(gbody), "_keep": keep}
+    return {"g": t(gbody), "_keep": keep, "_counts": aspects_counts(keep[2])}
 
 
 def _aspects_method() -> dict[str, Any]:
@@ -379,7 +583,80 @@ def _aspects_method() -> dict[str, Any]:
         def method(self, x: int) -> int:
             return x + 1
 
-    return {"obj": Service(), "_keep": keep}
+    return {"obj": Service(), "_keep": keep, "_counts": aspects_counts(keep[2])}
+
+
+def _aspects_decorator_2readers() -> dict[str, Any]:
+    provider, registry = two_reader_sdk()
+    t, keep = _timed(provider, labels=STATIC_LABELS)
+    counts = registry_counts(registry, "bench_requests_total", "bench_request_duration_seconds")
+    return {"f": t(body), "_keep": keep, "_counts": counts}
+
+
+def _handwritten_2readers() -> dict[str, Any]:
+    provider, registry = two_reader_sdk()
+    counter, histogram = handwritten_instruments(provider)
+    attrs = dict(ATTRS)
+    add, record = counter.add, histogram.record
+
+    def f(x: int) -> int:
+        t = perf_counter()
+        result = body(x)
+        add(1, attrs)
+        record(perf_counter() - t, attrs)
+        return result
+
+    counts = registry_counts(registry, "hand_requests_total", "hand_request_duration_seconds")
+    return {"f": f, "_keep": provider, "_counts": counts}
+
+
+def _client_record_dynamic() -> dict[str, Any]:
+    # The client API with attributes only known per call: a fresh 3-key dict each call.
+    client, provider, reader = aspects_client()
+
+    def f(x: int) -> int:
+        t = perf_counter()
+        result = body(x)
+        d = perf_counter() - t
+        attrs = {"route": "/bench", "method": "GET", "status": "success"}
+        client.record_counter("bench_requests_total", 1, attrs)
+        client.record_histogram("bench_request_duration_seconds", d, attrs)
+        return result
+
+    return {"f": f, "_keep": (client, provider), "_counts": aspects_counts(reader)}
+
+
+def _seed_record(client: Any) -> Callable[[float, dict[str, Any]], None]:
+    """The seed's ``record_func``: the client's record_counter + record_histogram."""
+
+    def record(duration: float, labels: dict[str, Any]) -> None:
+        client.record_counter("bench_requests_total", 1, labels)
+        client.record_histogram("bench_request_duration_seconds", duration, labels)
+
+    return record
+
+
+def _seed_track_duration() -> dict[str, Any]:
+    from otel_aspects.decorators import track_duration
+
+    client, provider, reader = aspects_client()
+    f = track_duration(_seed_record(client), labels=STATIC_LABELS)(body)
+    return {"f": f, "_keep": (client, provider), "_counts": aspects_counts(reader)}
+
+
+def _seed_timed_context_per_call() -> dict[str, Any]:
+    from otel_aspects.decorators import create_timed_context
+
+    client, provider, reader = aspects_client()
+    record = _seed_record(client)
+
+    async def handler(x: int) -> int:
+        # As the seed's README writes it: built inside the handler, one per call.
+        labels = {"route": "/bench", "method": "GET"}
+        async with create_timed_context(record, labels=labels) as ctx:  # noqa: F841
+            return await abody(x)
+
+    return {"f": handler, "_keep": (client, provider), "_counts": aspects_counts(reader)}
 
 
 class NoopInstrument:
@@ -431,6 +708,16 @@ def aspect_cases() -> list[Case]:
             "`@timed(hist, counter=, labels={2 static})` + status",
             "f(1)",
             _aspects_decorator,
+            peer="prom_wrapt_prebound",
+        ),
+        Case(
+            "aspects_decorator_2readers",
+            "otel_aspects",
+            "aspects_decorator on a provider with 2 readers (OTLP + Prometheus)",
+            "f(1)",
+            _aspects_decorator_2readers,
+            handwritten="otel_handwritten_2readers",
+            peer="prom_wrapt_prebound",
         ),
         Case(
             "aspects_with",
@@ -446,6 +733,34 @@ def aspect_cases() -> list[Case]:
             "with t:\n    f(1)",
             _aspects_with_set_label,
             handwritten="otel_handwritten_dynamic",
+            peer="prom_labels_per_call",
+        ),
+        Case(
+            "client_record_dynamic",
+            "otel_aspects",
+            "`client.record_counter` + `record_histogram`, 3-key dict built per call",
+            "f(1)",
+            _client_record_dynamic,
+            peer="prom_labels_record",
+        ),
+        Case(
+            "seed_track_duration",
+            "otel_aspects",
+            "`@track_duration(record_func, labels={2})`, record_func -> client.record_*",
+            "f(1)",
+            _seed_track_duration,
+            peer="prom_wrapt_labels",
+        ),
+        Case(
+            "seed_timed_context_per_call",
+            "otel_aspects",
+            "`async with create_timed_context(record_func, labels={2})` built per call",
+            "await f(1)",
+            _seed_timed_context_per_call,
+            "async",
+            baseline="bare_async",
+            handwritten="otel_handwritten_async",
+            peer="prom_labels_per_call_async",
         ),
         Case(
             "aspects_async",
@@ -514,6 +829,13 @@ def baseline_cases() -> list[Case]:
             "hand-written OTel SDK: counter.add + histogram.record, 3 attrs",
             "f(1)",
             _handwritten,
+        ),
+        Case(
+            "otel_handwritten_2readers",
+            "otel",
+            "otel_handwritten on a provider with 2 readers (OTLP + Prometheus)",
+            "f(1)",
+            _handwritten_2readers,
         ),
         Case(
             "otel_handwritten_dynamic",
@@ -606,6 +928,45 @@ def peer_cases() -> list[Case]:
             _prom_both,
         ),
         Case(
+            "prom_wrapt_prebound",
+            "peer",
+            "`@wrapt.decorator`: pre-bound children, `inc()` + `observe(d)`, 3 labels",
+            "f(1)",
+            _prom_wrapt_prebound,
+        ),
+        Case(
+            "prom_wrapt_labels",
+            "peer",
+            "`@wrapt.decorator`: `.labels(a,b,c)` per call, `inc()` + `observe(d)`",
+            "f(1)",
+            _prom_wrapt_labels,
+        ),
+        Case(
+            "prom_labels_per_call",
+            "peer",
+            "`.labels(a,b,c,v)` per call, 4th label returned by nested code",
+            "f(1)",
+            _prom_labels_per_call,
+            handwritten="otel_handwritten_dynamic",
+        ),
+        Case(
+            "prom_labels_record",
+            "peer",
+            "3-key dict built per call, `.labels(**attrs).inc()` + `.observe(d)`",
+            "f(1)",
+            _prom_labels_record,
+        ),
+        Case(
+            "prom_labels_per_call_async",
+            "peer",
+            "coroutine, `.labels(a,b,c)` per call in `finally`",
+            "await f(1)",
+            _prom_labels_per_call_async,
+            "async",
+            baseline="bare_async",
+            handwritten="otel_handwritten_async",
+        ),
+        Case(
             "prom_async_time",
             "peer",
             "prometheus-async `@aio.time(Histogram.labels(a,b,c))`",
@@ -618,9 +979,47 @@ def peer_cases() -> list[Case]:
     ]
 
 
+#: The otel_aspects cases that get an engine-off twin, ``<name>_sdk``.
+ENGINE_OFF = (
+    "aspects_decorator",
+    "aspects_decorator_2readers",
+    "aspects_with",
+    "aspects_with_set_label",
+    "aspects_async",
+    "client_record_dynamic",
+    "seed_track_duration",
+    "seed_timed_context_per_call",
+)
+
+
+def _built_engine_off(setup: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    def built() -> dict[str, Any]:
+        with engine_off():
+            return setup()
+
+    return built
+
+
+def engine_off_cases(cases: list[Case]) -> list[Case]:
+    """``<name>_sdk``: each ENGINE_OFF case, its client and aspects built engine off."""
+    by_name = {c.name: c for c in cases}
+    return [
+        dataclasses.replace(
+            by_name[name],
+            name=f"{name}_sdk",
+            group="engine_off",
+            description=f"{name}, engine off (`{ENGINE_ENV}=sdk`)",
+            setup=_built_engine_off(by_name[name].setup),
+        )
+        for name in ENGINE_OFF
+        if name in by_name
+    ]
+
+
 def all_cases() -> list[Case]:
     """Every case available in this environment, in table order."""
     cases = baseline_cases()
     if ASPECTS_AVAILABLE:
-        cases += aspect_cases()
+        aspects = aspect_cases()
+        cases += aspects + engine_off_cases(aspects)
     return cases + peer_cases()

@@ -28,7 +28,8 @@ import reprlib
 from collections.abc import Mapping
 from typing import Any
 
-from ._warn import warn_once
+from ._values import INT64_MAX, INT64_MIN
+from ._warn import short_repr, warn_once
 
 __all__ = ("MAX_SEQUENCE_LENGTH", "MAX_VALUE_LENGTH", "clean_attributes")
 
@@ -58,9 +59,11 @@ def clean_attributes(attributes: object, metric_name: str) -> dict[str, Any]:
             if (
                 key.__class__ is not str
                 or cls not in _PRIMITIVES
-                or (cls is str and len(value) > MAX_VALUE_LENGTH)
+                or (cls is str and (len(value) > MAX_VALUE_LENGTH or not value.isascii()))
                 or (cls is float and value != value)
+                or (cls is int and not INT64_MIN <= value <= INT64_MAX)
                 or not 0 < len(key) <= MAX_VALUE_LENGTH
+                or not key.isascii()
             ):
                 break
         else:
@@ -76,6 +79,7 @@ def clean_attributes(attributes: object, metric_name: str) -> dict[str, Any]:
             metric_name,
             type(exc).__name__,
             exc,
+            budget="labels",
         )
         return {}
 
@@ -89,6 +93,7 @@ def _slow(attributes: object, metric_name: str) -> dict[str, Any]:
             "recorded without attributes",
             metric_name,
             type(attributes).__name__,
+            budget="labels",
         )
         return {}
     cleaned: dict[str, Any] = {}
@@ -103,14 +108,17 @@ def _slow(attributes: object, metric_name: str) -> dict[str, Any]:
                     "otel_aspects: attribute key of type %s on metric %r converted to str",
                     type(key).__name__,
                     metric_name,
+                    budget="labels",
                 )
                 key = _short(key)
+        key = _utf8(key, "key", metric_name)
         if not key:
             warn_once(
                 logger,
                 ("attr-key-empty", metric_name),
                 "otel_aspects: empty attribute key on metric %r dropped",
                 metric_name,
+                budget="labels",
             )
             continue
         if len(key) > MAX_VALUE_LENGTH:
@@ -120,6 +128,7 @@ def _slow(attributes: object, metric_name: str) -> dict[str, Any]:
                 "otel_aspects: attribute key longer than %d characters on metric %r truncated",
                 MAX_VALUE_LENGTH,
                 metric_name,
+                budget="labels",
             )
             key = key[:MAX_VALUE_LENGTH]
         if value is None:
@@ -129,6 +138,7 @@ def _slow(attributes: object, metric_name: str) -> dict[str, Any]:
                 "otel_aspects: attribute %r of metric %r is None; dropped",
                 key,
                 metric_name,
+                budget="labels",
             )
             continue
         cleaned[key] = _value(value, key, metric_name)
@@ -141,7 +151,19 @@ def _value(value: object, key: str, metric_name: str) -> AttributeValue:
     if isinstance(value, str):
         return _string(str.__str__(value), key, metric_name)
     if isinstance(value, int):
-        return int(value)
+        number = int(value)
+        if INT64_MIN <= number <= INT64_MAX:
+            return number
+        warn_once(
+            logger,
+            ("attr-int-range", metric_name, key),
+            "otel_aspects: attribute %s of metric %s is an integer beyond int64; recorded "
+            "as a string (exporters cannot carry it)",
+            short_repr(key),
+            short_repr(metric_name),
+            budget="labels",
+        )
+        return _short(number)
     if isinstance(value, float):
         return "nan" if value != value else float(value)
     if isinstance(value, list | tuple):
@@ -155,8 +177,17 @@ def _value(value: object, key: str, metric_name: str) -> AttributeValue:
                     key,
                     metric_name,
                     MAX_SEQUENCE_LENGTH,
+                    budget="labels",
                 )
                 sequence = sequence[:MAX_SEQUENCE_LENGTH]
+            if (
+                sequence
+                and type(sequence[0]) is int
+                and not all(INT64_MIN <= item <= INT64_MAX for item in sequence)
+            ):
+                # One item beyond int64: the whole (homogeneous) sequence as strings.
+                _value(max(sequence, key=abs), key, metric_name)  # its one warning
+                return tuple(_short(item) for item in sequence)
             return tuple(_string(s, key, metric_name) if type(s) is str else s for s in sequence)
     warn_once(
         logger,
@@ -167,6 +198,7 @@ def _value(value: object, key: str, metric_name: str) -> AttributeValue:
         metric_name,
         type(value).__name__,
         MAX_VALUE_LENGTH,
+        budget="labels",
     )
     return _short(value)
 
@@ -183,7 +215,32 @@ def _sequence(value: list[Any] | tuple[Any, ...]) -> Any:
     return tuple(value)
 
 
+def _utf8(text: str, what: str, metric_name: str) -> str:
+    """*text* if it encodes as UTF-8; else with each lone surrogate replaced (U+FFFD).
+
+    Python strings may hold lone surrogates (``json.loads('"\\ud800"')``); no exporter
+    can encode them, and one would break every later scrape or export.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        warn_once(
+            logger,
+            ("attr-utf8", metric_name, what),
+            "otel_aspects: an attribute %s of metric %s is not valid Unicode (a lone "
+            "surrogate); the invalid characters are replaced with U+FFFD",
+            what,
+            short_repr(metric_name),
+            budget="labels",
+        )
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def _string(value: str, key: str, metric_name: str) -> str:
+    value = _utf8(value, "value", metric_name)
     if len(value) > MAX_VALUE_LENGTH:
         warn_once(
             logger,
@@ -192,6 +249,7 @@ def _string(value: str, key: str, metric_name: str) -> str:
             key,
             metric_name,
             MAX_VALUE_LENGTH,
+            budget="labels",
         )
         return value[:MAX_VALUE_LENGTH]
     return value
@@ -206,6 +264,6 @@ def _short(value: object) -> str:
             text = bytes(value[:MAX_VALUE_LENGTH]).decode("utf-8", "replace")
         else:
             text = str(value)
-    except Exception:
-        text = f"<unprintable {type(value).__name__}>"
-    return text[:MAX_VALUE_LENGTH]
+    except Exception:  # a __str__ that raises, or an int beyond Python's digit limit
+        text = short_repr(value)
+    return _utf8(text[:MAX_VALUE_LENGTH], "value", "")

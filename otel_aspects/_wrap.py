@@ -56,12 +56,14 @@ class Aspect:
     _begin: Callable[[Args, Kwargs], Any]
     _finish: Callable[[Any, object], None]
     _fail: Callable[[Any, BaseException], None]
-    _suspend: Callable[[Any], None]
-    _resume: Callable[[Any], None]
 
     def __init__(self) -> None:
         self.enabled = True
-        self._suspend = self._resume = _nothing
+
+    #: A generator yields / is resumed: per-call context state steps aside and back
+    #: (nothing by default).
+    _suspend: Callable[[Any], None] = staticmethod(lambda call: None)
+    _resume: Callable[[Any], None] = staticmethod(lambda call: None)
 
     def _for_target(self, func: Any) -> Aspect:
         """The aspect whose hooks run for the calls of *func* (called once, at decoration).
@@ -71,14 +73,6 @@ class Aspect:
         so nothing per call has to look the target up.
         """
         return self
-
-    def _wrapper_for(self, kind: str) -> Callable[..., Any] | None:
-        """A specialised wrapt wrapper for *kind*, or ``None`` for the general one.
-
-        *kind* is ``sync``, ``coroutine``, ``gen`` or ``async_gen``; an aspect
-        may answer with a wrapper that does what its hooks would, faster.
-        """
-        return None
 
     @overload
     def __call__(self, func: classmethod[T, P, R]) -> classmethod[T, P, R]: ...
@@ -110,10 +104,6 @@ class Aspect:
         self, exc_type: object, exc: BaseException | None, tb: object
     ) -> Literal[False]:
         return self.__exit__(exc_type, exc, tb)
-
-
-def _nothing(call: Any) -> None:
-    return None
 
 
 def target_name(func: Any) -> str:
@@ -168,7 +158,7 @@ def wrap(aspect: Aspect, func: Any) -> Any:
         kind = "gen"
     else:
         kind = "sync"
-    wrapper = aspect._wrapper_for(kind) or _GENERAL[kind](aspect)
+    wrapper = _GENERAL[kind](aspect)
     if inspect.isfunction(func) and not _in_class_body(func):
         return _PlainFunctionWrapper(func, wrapper)
     return wrapt.FunctionWrapper(func, wrapper)

@@ -6,6 +6,10 @@ Validates metrics config files with the loader's own rules and messages::
     ok: config/metrics/my_service.yml (3 metrics)
 
 Exit status: 0 all valid, 1 some file has problems, 2 usage error.
+
+Output stays bounded whatever a file holds: the loader quotes values in a short
+form, refuses files over ``MAX_CONFIG_BYTES`` unread and lists at most
+``MAX_REPORTED_ERRORS`` problems per file.
 """
 
 from __future__ import annotations
@@ -13,9 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from .config import _parse_file, validate_config_file
+from .config import _check_file
 
 __all__ = ("main",)
 
@@ -37,13 +40,11 @@ def _parser() -> argparse.ArgumentParser:
 def _check(files: Sequence[str]) -> int:
     status = 0
     for name in files:
-        errors = validate_config_file(name)
+        metrics, errors = _check_file(name)  # parsed once
         if errors:
             status = 1
-            for message in errors:
-                print(message, file=sys.stderr)
+            print("\n".join(errors), file=sys.stderr)
         else:
-            metrics, _, _ = _parse_file(Path(name))
             print(f"ok: {name} ({len(metrics)} metrics)")
     return status
 

@@ -13,56 +13,39 @@ name at most).
 from __future__ import annotations
 
 import logging
-import math
-import numbers
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 from opentelemetry import metrics as otel_metrics
-from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider, UpDownCounter
-from opentelemetry.metrics import _Gauge as Gauge
+from opentelemetry.metrics import Meter, MeterProvider
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 
-from ._attributes import clean_attributes
+from . import bridge, engine
 from ._warn import warn_once
 from .config import (
     INSTRUMENT_NAME_RE,
     MetricKind,
     MetricsConfig,
     MetricSpec,
-    _remember,
+    as_metrics_config,
     bucket_problem,
-    load_metrics_config,
+    register_config,
 )
+from .engine import Counter, Gauge, Histogram, Instrument, UpDownCounter
 
 __all__ = ("OTelMetricsClient", "create_metrics_client")
 
 logger = logging.getLogger(__name__)
 
-Instrument: TypeAlias = Counter | Histogram | Gauge | UpDownCounter
 Attributes: TypeAlias = Mapping[str, Any] | None
+#: What ``config=`` accepts: a loaded config, a mapping shaped like the YAML, a path, or
+#: ``None`` (load ``<service>.yml`` the usual way); see ``config.as_metrics_config``.
+ConfigSource: TypeAlias = MetricsConfig | Mapping[str, Any] | str | os.PathLike[str] | None
 
-#: Integers beyond int64 cannot be exported; they are dropped.
-_INT64 = 2**63 - 1
-_INF = math.inf
 #: Names for which "not recorded" was logged at DEBUG, per client, at most.
 _MAX_DEBUGGED = 1024
-
-
-def _number(value: object) -> int | float | str:
-    """*value* as a plain int or float, or a short reason why it is not a number."""
-    cls = value.__class__
-    if cls is float:
-        return value if math.isfinite(value) else "not finite"  # type: ignore[arg-type, return-value]
-    if cls is int:
-        return value if -_INT64 - 1 <= value <= _INT64 else "out of int64 range"  # type: ignore[operator, return-value]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return "of type " + type(value).__name__
-    try:
-        number: int | float = int(value) if isinstance(value, numbers.Integral) else float(value)
-    except (OverflowError, ValueError, TypeError):
-        return "not convertible"
-    return _number(number)
 
 
 class OTelMetricsClient:
@@ -82,15 +65,14 @@ class OTelMetricsClient:
     def __init__(
         self,
         service_name: str,
-        config: MetricsConfig | None = None,
+        config: ConfigSource = None,
         *,
         meter_provider: MeterProvider | None = None,
     ) -> None:
         self.service_name = service_name
-        if config is None:
-            config = load_metrics_config(service_name)
+        config = as_metrics_config(config, service_name)
         self.config = config
-        _remember(config)
+        register_config(config)
         self._lock = threading.Lock()
         self._debugged: set[str] = set()
         self._specs: dict[str, MetricSpec] = {s.name: s for s in config.metrics.values()}
@@ -104,6 +86,14 @@ class OTelMetricsClient:
         self._histograms = self._by_kind["histogram"]
         self._gauges = self._by_kind["gauge"]
         self._up_down_counters = self._by_kind["up_down_counter"]
+        self._provider = meter_provider
+        # Where recordings go: the engine's store for this provider (the global one
+        # unless a user's SDK provider is given or installed globally), or, for a
+        # provider the engine cannot serve, a store that passes everything to its
+        # own instruments.
+        target = meter_provider if meter_provider is not None else _global_target()
+        store = engine.store_for(target)
+        self._store = store if store is not None else engine.Store(target, mode=engine.SDK)
         try:
             if meter_provider is not None:
                 self._meter: Meter | None = meter_provider.get_meter(service_name)
@@ -128,7 +118,7 @@ class OTelMetricsClient:
         """The spec of metric *name*, or ``None`` if it is not declared."""
         try:
             return self._specs.get(name)
-        except TypeError:  # an unhashable name
+        except Exception:  # an unhashable name, or one whose __hash__ raises
             return None
 
     def is_enabled(self, name: str) -> bool:
@@ -144,20 +134,29 @@ class OTelMetricsClient:
         if meter is None:
             return None
         try:
-            instrument: Instrument
-            if spec.kind == "counter":
-                instrument = meter.create_counter(spec.name, spec.unit, spec.description)
-            elif spec.kind == "histogram":
-                instrument = meter.create_histogram(
-                    spec.name,
-                    spec.unit,
-                    spec.description,
-                    explicit_bucket_boundaries_advisory=spec.buckets,
-                )
-            elif spec.kind == "gauge":
-                instrument = meter.create_gauge(spec.name, spec.unit, spec.description)
-            else:
-                instrument = meter.create_up_down_counter(spec.name, spec.unit, spec.description)
+            make = _api_factory(meter, spec)
+            route_to_sdk = False
+            if isinstance(self._store.provider, SdkMeterProvider) and self._store is not (
+                engine.global_store()
+            ):
+                # A user's provider: a View of theirs on this instrument is applied by
+                # the SDK itself, so the instrument records through the SDK.
+                api = make()
+                route_to_sdk = bridge.has_view_for(self._store.provider, api)
+                make = lambda: api  # noqa: E731 - the one instrument just made
+            instrument = self._store.instrument(
+                spec.kind,
+                spec.name,
+                # The meter's own identity: the SDK's scope for these metrics (the
+                # global API's get_meter gives version "", a provider's get_meter None).
+                scope=(meter.name, meter.version, meter.schema_url),
+                unit=spec.unit,
+                description=spec.description,
+                buckets=spec.buckets if spec.kind == "histogram" else None,
+                max_series=spec.max_series,
+                api_factory=make,
+                route_to_sdk=route_to_sdk,
+            )
         except Exception as exc:
             warn_once(
                 logger,
@@ -278,10 +277,7 @@ class OTelMetricsClient:
 
     def _missing(self, kind: str, name: object) -> None:
         """Explain once why *name* has no instrument of *kind* (never raises)."""
-        try:
-            spec = self._specs.get(name)  # type: ignore[call-overload]
-        except TypeError:
-            spec = None
+        spec = self.spec(name)  # type: ignore[arg-type]
         if not isinstance(name, str):
             warn_once(
                 logger,
@@ -330,40 +326,10 @@ class OTelMetricsClient:
 
     # ------------------------------------------------------------------ recording
 
-    def _reject(self, name: str, kind: str, value: object, why: str) -> None:
-        warn_once(
-            logger,
-            ("value", name, why),
-            "otel_aspects: %s %r: value %.60r dropped (%s)",
-            kind,
-            name,
-            value,
-            why,
-        )
-
-    def _slow_record(
-        self,
-        kind: str,
-        instrument: Any,
-        name: str,
-        value: object,
-        attributes: object,
-        non_negative: bool,
-    ) -> None:
-        """Validate *value*, clean *attributes* and record (never raises)."""
-        number = _number(value)
-        if isinstance(number, str):
-            self._reject(name, kind, value, number)
-            return
-        if non_negative and number < 0:
-            self._reject(name, kind, value, "negative")
-            return
-        _call(kind, instrument, name, number, clean_attributes(attributes, name))
-
-    def _lookup(self, table: dict[str, Any], kind: str, name: object) -> Any:
+    def _lookup(self, table: Mapping[str, Any], kind: str, name: object) -> Any:
         try:
             instrument = table.get(name)  # type: ignore[call-overload]
-        except TypeError:  # an unhashable name
+        except Exception:  # an unhashable name, or a str subclass whose __hash__ raises
             instrument = None
         if instrument is None:
             self._missing(kind, name)
@@ -376,15 +342,7 @@ class OTelMetricsClient:
             instrument = self._lookup(self._counters, "counter", name)
             if instrument is None:
                 return
-        v: object = value
-        cls = v.__class__
-        if (cls is int and 0 <= v <= _INT64) or (cls is float and 0.0 <= v < _INF):  # type: ignore[operator]
-            try:
-                instrument.add(value, clean_attributes(attributes, name))
-            except Exception as exc:
-                _failed("counter", name, exc)
-        else:
-            self._slow_record("counter", instrument, name, value, attributes, True)
+        instrument.add(value, attributes)
 
     def record_histogram(self, name: str, value: float, attributes: Attributes = None) -> None:
         """Record *value* (finite, non-negative) into histogram *name*."""
@@ -393,21 +351,13 @@ class OTelMetricsClient:
             instrument = self._lookup(self._histograms, "histogram", name)
             if instrument is None:
                 return
-        v: object = value
-        cls = v.__class__
-        if (cls is float and 0.0 <= v < _INF) or (cls is int and 0 <= v <= _INT64):  # type: ignore[operator]
-            try:
-                instrument.record(value, clean_attributes(attributes, name))
-            except Exception as exc:
-                _failed("histogram", name, exc)
-        else:
-            self._slow_record("histogram", instrument, name, value, attributes, True)
+        instrument.record(value, attributes)
 
     def record_gauge(self, name: str, value: float, attributes: Attributes = None) -> None:
         """Set gauge *name* to *value* (finite, any sign)."""
         instrument = self._lookup(self._gauges, "gauge", name)
         if instrument is not None:
-            self._slow_record("gauge", instrument, name, value, attributes, False)
+            instrument.set(value, attributes)
 
     def record_up_down_counter(
         self, name: str, value: float = 1, attributes: Attributes = None
@@ -415,7 +365,7 @@ class OTelMetricsClient:
         """Add *value* (finite, any sign) to up-down counter *name*."""
         instrument = self._lookup(self._up_down_counters, "up_down_counter", name)
         if instrument is not None:
-            self._slow_record("up_down_counter", instrument, name, value, attributes, False)
+            instrument.add(value, attributes)
 
     def record_metric(self, name: str, value: float, attributes: Attributes = None) -> None:
         """Record *value* into metric *name*, whatever its kind in the config."""
@@ -439,41 +389,40 @@ class OTelMetricsClient:
         )
 
 
-def _failed(kind: str, name: str, exc: Exception) -> None:
-    warn_once(
-        logger,
-        ("record", name, type(exc).__name__),
-        "otel_aspects: recording %s %r failed (%s: %s)",
-        kind,
-        name,
-        type(exc).__name__,
-        exc,
-    )
+def _global_target() -> object:
+    """What the global API hands out: our switching provider, the API's proxy, or a
+    user's own SDK provider installed with ``metrics.set_meter_provider``."""
+    provider = otel_metrics.get_meter_provider()
+    return provider if isinstance(provider, SdkMeterProvider) else None
 
 
-def _call(
-    kind: str, instrument: Any, name: str, value: int | float, attributes: dict[str, Any]
-) -> None:
-    try:
-        if kind == "histogram":
-            instrument.record(value, attributes)
-        elif kind == "gauge":
-            instrument.set(value, attributes)
-        else:
-            instrument.add(value, attributes)
-    except Exception as exc:
-        _failed(kind, name, exc)
+def _api_factory(meter: Meter, spec: MetricSpec) -> Any:
+    """A function making the OTel instrument of *spec* on *meter* (the ``sdk`` route)."""
+    if spec.kind == "counter":
+        return lambda: meter.create_counter(spec.name, spec.unit, spec.description)
+    if spec.kind == "histogram":
+        return lambda: meter.create_histogram(
+            spec.name,
+            spec.unit,
+            spec.description,
+            explicit_bucket_boundaries_advisory=spec.buckets,
+        )
+    if spec.kind == "gauge":
+        return lambda: meter.create_gauge(spec.name, spec.unit, spec.description)
+    return lambda: meter.create_up_down_counter(spec.name, spec.unit, spec.description)
 
 
 def create_metrics_client(
     service_name: str,
-    config: MetricsConfig | None = None,
+    config: ConfigSource = None,
     *,
     meter_provider: MeterProvider | None = None,
 ) -> OTelMetricsClient:
     """Create the metrics client of *service_name*.
 
-    With ``config=None`` the config is loaded with :func:`load_metrics_config`.
+    *config* is a `MetricsConfig`, a mapping shaped like the YAML (validated the same
+    way), a path to a YAML file or folder, or ``None``: loaded with
+    :func:`load_metrics_config`. Anything else is a ``TypeError``.
 
     >>> metrics = create_metrics_client("my_service")          # doctest: +SKIP
     >>> metrics.record_counter("requests_total", 1, {"endpoint": "/api"})  # doctest: +SKIP

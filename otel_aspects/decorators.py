@@ -25,18 +25,11 @@ from typing import Any, Literal
 from opentelemetry.metrics import Counter, UpDownCounter
 
 from ._attributes import clean_attributes
+from ._targets import MetricsSource, resolve
 from ._wrap import Args, Aspect, Kwargs, target_name
+from .hooks import check_callable, hook_failed
 from .labels import ERROR_TYPE, drop_reserved
-from .timing import (
-    ExtractLabels,
-    MetricsSource,
-    OutcomeLabels,
-    RecordFunc,
-    Timed,
-    check_callable,
-    hook_failed,
-    resolve,
-)
+from .timing import ExtractLabels, OutcomeLabels, RecordFunc, Timed
 
 __all__ = (
     "ExceptionCounter",

@@ -143,9 +143,10 @@ def warn_reserved(key: str) -> None:
 def drop_reserved(labels: Mapping[str, Any]) -> dict[str, Any]:
     """*labels* without the reserved keys (each dropped key warned once)."""
     out = dict(labels)
-    for key in RESERVED_LABELS.intersection(out):
-        warn_reserved(key)
-        del out[key]
+    if not RESERVED_LABELS.isdisjoint(out):
+        for key in RESERVED_LABELS.intersection(out):
+            warn_reserved(key)
+            del out[key]
     return out
 
 

@@ -6,12 +6,15 @@ configured -- an in-memory reader), Views from the YAML configs loaded so far,
 and a resource carrying ``service.name`` and a per-process ``service.instance.id``.
 
 The global OpenTelemetry API accepts a provider only once per process, so the
-global provider installed here is a small *switching* provider of our own.  It
-hands out meters and instruments that delegate to the current SDK provider; the
-target is swapped when ``setup_metrics`` is called again, after ``shutdown_metrics``
-(to a no-op provider), and in a worker process forked after setup (to a fresh SDK
-provider with empty aggregation state and a new ``service.instance.id``).
-Instruments obtained before any swap keep working.
+global provider installed here is a small *switching* provider of our own
+(:mod:`otel_aspects._switching`).  It hands out meters and instruments that
+delegate to the current SDK provider; the target is swapped when
+``setup_metrics`` is called again, after ``shutdown_metrics`` (to a no-op
+provider), and in a worker process forked after setup (to a fresh SDK provider
+with empty aggregation state and a new ``service.instance.id``).  Instruments
+obtained before any swap keep working.  The exporters' outage policy lives in
+:mod:`otel_aspects._exporters`; this module holds the plan (what was asked),
+the build (what was made of it), setup, shutdown and the fork handler.
 
 Exports never slow down or break the service: recording only aggregates in
 memory, the OTLP exporter runs in the SDK's background thread with a short
@@ -36,40 +39,32 @@ import os
 import threading
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import metrics as metrics_api
-from opentelemetry.context import Context
-from opentelemetry.metrics import (
-    CallbackT,
-    Counter,
-    Histogram,
-    Meter,
-    MeterProvider,
-    NoOpMeterProvider,
-    ObservableCounter,
-    ObservableGauge,
-    ObservableUpDownCounter,
-    UpDownCounter,
-)
-from opentelemetry.metrics import _Gauge as Gauge
+from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     InMemoryMetricReader,
-    MetricExporter,
-    MetricExportResult,
     MetricReader,
-    MetricsData,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.util.types import Attributes
 
+from . import _exit, _switching
 from . import config as config_module
+from . import engine as engine_module
+from ._exporters import (
+    _guarded_log_exporter,
+    _GuardedMetricExporter,
+    install_quiet_filter,
+    observed_session,
+)
+from ._switching import _SwitchingMeterProvider, on_switch
 from ._warn import warn_once
 from .config import MetricsConfig
 
@@ -77,14 +72,19 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs import LoggerProvider
 
 __all__ = (
+    "DEFAULT_ENGINE",
+    "DEFAULT_EXIT_TIMEOUT_MILLIS",
     "DEFAULT_OTLP_ENDPOINT",
     "DEFAULT_OTLP_TIMEOUT_SECONDS",
     "DEFAULT_PROMETHEUS_HOST",
     "DEFAULT_PROMETHEUS_PORT",
+    "MAX_OTLP_TIMEOUT_SECONDS",
     "MetricsSetup",
     "current_setup",
+    "on_switch",
     "setup_metrics",
     "shutdown_metrics",
+    "warn_if_not_set_up",
 )
 
 _INF = float("inf")
@@ -96,442 +96,25 @@ DEFAULT_OTLP_ENDPOINT: Final = "http://otel-collector:4318"
 #: OTLP/HTTP timeout (seconds, per export including retries) when neither
 #: ``OTEL_EXPORTER_OTLP_METRICS_TIMEOUT`` nor ``OTEL_EXPORTER_OTLP_TIMEOUT`` is set.
 DEFAULT_OTLP_TIMEOUT_SECONDS: Final = 2.0
+#: A timeout variable above this many seconds is a mistake (most likely the spec's
+#: milliseconds, which the Python exporter reads as seconds): one ERROR, a sane value.
+MAX_OTLP_TIMEOUT_SECONDS: Final = 60.0
+#: How long the exit flush may take: at interpreter exit, on SIGTERM/SIGHUP, and on
+#: the way out of a multiprocessing worker (``setup_metrics(exit_timeout_millis=)``).
+DEFAULT_EXIT_TIMEOUT_MILLIS: Final = 5_000.0
 #: Loopback only unless ``OTEL_PROMETHEUS_HOST`` / ``prometheus_host`` says otherwise.
 DEFAULT_PROMETHEUS_HOST: Final = "127.0.0.1"
 DEFAULT_PROMETHEUS_PORT: Final = 9464
 
 _KNOWN_EXPORTERS: Final = ("otlp", "prometheus", "console", "none")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
-# Loggers of the OTLP/HTTP exporters: they log every failed attempt.
-_OTLP_LOGGERS: Final = (
-    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
-    "opentelemetry.exporter.otlp.proto.http._log_exporter",
-    "opentelemetry.exporter.otlp.common.http",
-)
+#: Where client recordings go: ``"engine"`` (the pre-aggregating engine) or ``"sdk"``
+#: (straight to SDK instruments); ``setup_metrics(engine=)`` or ``OTEL_ASPECTS_ENGINE``.
+DEFAULT_ENGINE: Final = "engine"
+ENGINES: Final = ("engine", "sdk")
 
 ReaderSpec = MetricReader | Callable[[], MetricReader]
 """An extra reader: an instance, or a factory (rebuilt in forked workers)."""
-
-
-# --------------------------------------------------------------------------
-# Switching provider: the global provider, whose target can change.
-# --------------------------------------------------------------------------
-
-# One lock for every switch; replaced in a forked child (a parent thread may
-# have held it at fork time).
-_switch_lock = threading.RLock()
-
-
-class _Delegate:
-    """Mixin: an instrument forwarding to ``_real``, rebuilt by ``_factory``."""
-
-    _real: Any
-    _factory: Callable[[Meter], Any]
-
-    def _rebind(self, meter: Meter) -> None:
-        try:
-            self._real = self._factory(meter)
-        except Exception as exc:  # an instrument the new SDK refuses
-            _log.warning("otel_aspects: cannot re-create instrument (%s); it is now a no-op", exc)
-            self._real = self._factory(NoOpMeterProvider().get_meter("otel_aspects"))
-
-
-class _Counter(_Delegate, Counter):
-    def __init__(self, factory: Callable[[Meter], Counter], meter: Meter) -> None:
-        self._factory = factory
-        self._real = factory(meter)
-
-    def add(
-        self, amount: float, attributes: Attributes = None, context: Context | None = None
-    ) -> None:
-        self._real.add(amount, attributes, context)
-
-
-class _UpDownCounter(_Delegate, UpDownCounter):
-    def __init__(self, factory: Callable[[Meter], UpDownCounter], meter: Meter) -> None:
-        self._factory = factory
-        self._real = factory(meter)
-
-    def add(
-        self, amount: float, attributes: Attributes = None, context: Context | None = None
-    ) -> None:
-        self._real.add(amount, attributes, context)
-
-
-class _Histogram(_Delegate, Histogram):
-    def __init__(self, factory: Callable[[Meter], Histogram], meter: Meter) -> None:
-        self._factory = factory
-        self._real = factory(meter)
-
-    def record(
-        self, amount: float, attributes: Attributes = None, context: Context | None = None
-    ) -> None:
-        self._real.record(amount, attributes, context)
-
-
-class _Gauge(_Delegate, Gauge):
-    def __init__(self, factory: Callable[[Meter], Gauge], meter: Meter) -> None:
-        self._factory = factory
-        self._real = factory(meter)
-
-    def set(
-        self, amount: float, attributes: Attributes = None, context: Context | None = None
-    ) -> None:
-        self._real.set(amount, attributes, context)
-
-
-class _ObservableCounter(_Delegate, ObservableCounter):
-    def __init__(self, factory: Callable[[Meter], ObservableCounter], meter: Meter) -> None:
-        self._factory = factory
-        self._real = factory(meter)
-
-
-class _ObservableGauge(_Delegate, ObservableGauge):
-    def __init__(self, factory: Callable[[Meter], ObservableGauge], meter: Meter) -> None:
-        self._factory = factory
-        self._real = factory(meter)
-
-
-class _ObservableUpDownCounter(_Delegate, ObservableUpDownCounter):
-    def __init__(self, factory: Callable[[Meter], ObservableUpDownCounter], meter: Meter) -> None:
-        self._factory = factory
-        self._real = factory(meter)
-
-
-class _SwitchingMeter(Meter):
-    """A meter whose instruments follow the switching provider's target."""
-
-    def __init__(
-        self,
-        name: str,
-        version: str | None,
-        schema_url: str | None,
-        attributes: Attributes,
-        real: Meter,
-    ) -> None:
-        super().__init__(name, version=version, schema_url=schema_url)
-        self._attributes = attributes
-        self._real = real
-        self._instruments: dict[tuple[object, ...], _Delegate] = {}
-
-    def _rebind(self, real: Meter) -> None:
-        self._real = real
-        for instrument in self._instruments.values():
-            instrument._rebind(real)
-
-    def _get(
-        self,
-        key: tuple[object, ...],
-        make: Callable[[Callable[[Meter], Any], Meter], _Delegate],
-        factory: Callable[[Meter], Any],
-    ) -> Any:
-        with _switch_lock:
-            instrument = self._instruments.get(key)
-            if instrument is None:
-                instrument = make(factory, self._real)
-                self._instruments[key] = instrument
-            return instrument
-
-    @staticmethod
-    def _key(
-        kind: str, name: str, unit: str, description: str, extra: object = None
-    ) -> tuple[object, ...]:
-        return (kind, name.strip().lower(), unit, description, extra)
-
-    def create_counter(self, name: str, unit: str = "", description: str = "") -> Counter:
-        result: Counter = self._get(
-            self._key("counter", name, unit, description),
-            _Counter,
-            lambda m: m.create_counter(name, unit, description),
-        )
-        return result
-
-    def create_up_down_counter(
-        self, name: str, unit: str = "", description: str = ""
-    ) -> UpDownCounter:
-        result: UpDownCounter = self._get(
-            self._key("up_down_counter", name, unit, description),
-            _UpDownCounter,
-            lambda m: m.create_up_down_counter(name, unit, description),
-        )
-        return result
-
-    def create_histogram(
-        self,
-        name: str,
-        unit: str = "",
-        description: str = "",
-        *,
-        explicit_bucket_boundaries_advisory: Sequence[float] | None = None,
-    ) -> Histogram:
-        buckets = (
-            None
-            if explicit_bucket_boundaries_advisory is None
-            else tuple(explicit_bucket_boundaries_advisory)
-        )
-        result: Histogram = self._get(
-            self._key("histogram", name, unit, description, buckets),
-            _Histogram,
-            lambda m: m.create_histogram(
-                name, unit, description, explicit_bucket_boundaries_advisory=buckets
-            ),
-        )
-        return result
-
-    def create_gauge(self, name: str, unit: str = "", description: str = "") -> Gauge:
-        result: Gauge = self._get(
-            self._key("gauge", name, unit, description),
-            _Gauge,
-            lambda m: m.create_gauge(name, unit, description),
-        )
-        return result
-
-    def create_observable_counter(
-        self,
-        name: str,
-        callbacks: Sequence[CallbackT] | None = None,
-        unit: str = "",
-        description: str = "",
-    ) -> ObservableCounter:
-        cbs = tuple(callbacks or ())
-        result: ObservableCounter = self._get(
-            self._key("observable_counter", name, unit, description, cbs),
-            _ObservableCounter,
-            lambda m: m.create_observable_counter(name, cbs, unit, description),
-        )
-        return result
-
-    def create_observable_gauge(
-        self,
-        name: str,
-        callbacks: Sequence[CallbackT] | None = None,
-        unit: str = "",
-        description: str = "",
-    ) -> ObservableGauge:
-        cbs = tuple(callbacks or ())
-        result: ObservableGauge = self._get(
-            self._key("observable_gauge", name, unit, description, cbs),
-            _ObservableGauge,
-            lambda m: m.create_observable_gauge(name, cbs, unit, description),
-        )
-        return result
-
-    def create_observable_up_down_counter(
-        self,
-        name: str,
-        callbacks: Sequence[CallbackT] | None = None,
-        unit: str = "",
-        description: str = "",
-    ) -> ObservableUpDownCounter:
-        cbs = tuple(callbacks or ())
-        result: ObservableUpDownCounter = self._get(
-            self._key("observable_up_down_counter", name, unit, description, cbs),
-            _ObservableUpDownCounter,
-            lambda m: m.create_observable_up_down_counter(name, cbs, unit, description),
-        )
-        return result
-
-
-class _SwitchingMeterProvider(MeterProvider):
-    """The provider installed as the global one; its target can be swapped."""
-
-    def __init__(self) -> None:
-        self._target: MeterProvider = NoOpMeterProvider()
-        self._meters: dict[tuple[object, ...], _SwitchingMeter] = {}
-
-    def get_meter(
-        self,
-        name: str,
-        version: str | None = None,
-        schema_url: str | None = None,
-        attributes: Attributes = None,
-    ) -> Meter:
-        key = (name, version, schema_url, repr(sorted((attributes or {}).items())))
-        with _switch_lock:
-            meter = self._meters.get(key)
-            if meter is None:
-                real = self._target.get_meter(name, version, schema_url, attributes)
-                meter = _SwitchingMeter(name, version, schema_url, attributes, real)
-                self._meters[key] = meter
-            return meter
-
-    def _switch(self, target: MeterProvider) -> None:
-        with _switch_lock:
-            self._target = target
-            for meter in self._meters.values():
-                real = target.get_meter(
-                    meter.name, meter.version, meter.schema_url, meter._attributes
-                )
-                meter._rebind(real)
-            for listener in tuple(_switch_listeners):
-                listener(target)
-
-
-#: Called with the new target after every switch (setup, shutdown, fork).
-_switch_listeners: list[Callable[[MeterProvider], None]] = []
-
-
-def on_switch(listener: Callable[[MeterProvider], None]) -> None:
-    """Call *listener(target)* after every change of the global provider's target.
-
-    The target is the SDK ``MeterProvider`` now behind the global API provider, or a
-    no-op provider (after shutdown, or when disabled).  Listeners must not raise.
-    """
-    _switch_listeners.append(listener)
-
-
-# --------------------------------------------------------------------------
-# Outage handling: one WARNING per outage, one INFO on recovery.
-# --------------------------------------------------------------------------
-
-_guard = threading.local()
-
-
-class _QuietFilter(logging.Filter):
-    """Drops the OTLP exporters' per-attempt lines logged inside a guarded export.
-
-    The guarded exporter reports the outage itself, once; the dropped message is
-    kept as the detail of that report.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        tracker: _OutageTracker | None = getattr(_guard, "tracker", None)
-        if tracker is None:
-            return True
-        tracker.last_detail = record.getMessage()
-        return False
-
-
-_quiet_filter = _QuietFilter()
-
-
-def _install_quiet_filter() -> None:
-    for name in _OTLP_LOGGERS:
-        logger = logging.getLogger(name)
-        if _quiet_filter not in logger.filters:
-            logger.addFilter(_quiet_filter)
-
-
-class _OutageTracker:
-    """Remembers whether exports to one endpoint are failing; logs transitions only."""
-
-    def __init__(self, signal: str, endpoint: str, loss_note: str) -> None:
-        self.signal = signal
-        self.endpoint = endpoint
-        self.loss_note = loss_note
-        self.failing = False
-        self.failures = 0
-        self.outages = 0
-        self.last_detail = ""
-
-    def run(self, export: Callable[[], bool]) -> bool:
-        """Run one export with the SDK's own failure lines silenced."""
-        self.last_detail = ""
-        _guard.tracker = self
-        try:
-            ok = export()
-        except Exception as exc:  # an exporter must never raise into the reader
-            ok = False
-            self.last_detail = f"{type(exc).__name__}: {exc}"
-        finally:
-            _guard.tracker = None
-        if ok:
-            if self.failing:
-                _log.info(
-                    "otel_aspects: OTLP %s export to %s recovered after %d failed attempt(s)",
-                    self.signal,
-                    self.endpoint,
-                    self.failures,
-                )
-                self.failing = False
-                self.failures = 0
-        else:
-            self.failures += 1
-            if not self.failing:
-                self.failing = True
-                self.outages += 1
-                _log.warning(
-                    "otel_aspects: OTLP %s export to %s is failing (%s); %s. "
-                    "Further failures are not logged until exports succeed again.",
-                    self.signal,
-                    self.endpoint,
-                    self.last_detail or "no detail",
-                    self.loss_note,
-                )
-        return ok
-
-
-class _GuardedMetricExporter(MetricExporter):
-    """Wraps an OTLP metric exporter: quiet outages, never raises, fork-aware.
-
-    A copy inherited by a forked child never sends: the child exports through
-    a provider of its own, and the parent's state must not be counted twice.
-    """
-
-    def __init__(self, inner: MetricExporter, endpoint: str) -> None:
-        super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
-        )
-        self._inner = inner
-        self._pid = os.getpid()
-        self.tracker = _OutageTracker(
-            "metrics",
-            endpoint,
-            "recording goes on and, with cumulative temporality, the totals are sent "
-            "by the first export that succeeds",
-        )
-
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
-        if os.getpid() != self._pid:
-            return MetricExportResult.FAILURE
-        ok = self.tracker.run(
-            lambda: (
-                self._inner.export(metrics_data, timeout_millis=timeout_millis)
-                is MetricExportResult.SUCCESS
-            )
-        )
-        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return os.getpid() != self._pid or self._inner.force_flush(timeout_millis)
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        if os.getpid() == self._pid:
-            self._inner.shutdown(timeout_millis=timeout_millis)
-
-
-def _guarded_log_exporter(endpoint: str, timeout: float | None) -> Any:
-    """An OTLP/HTTP log exporter with the same outage policy as metrics."""
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
-
-    class _GuardedLogExporter(LogRecordExporter):
-        def __init__(self) -> None:
-            self._inner = OTLPLogExporter(endpoint=endpoint, timeout=timeout)
-            self._pid = os.getpid()
-            self.tracker = _OutageTracker(
-                "logs", endpoint, "log records are dropped while the collector is unreachable"
-            )
-
-        def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
-            if os.getpid() != self._pid:
-                return LogRecordExportResult.FAILURE
-            ok = self.tracker.run(
-                lambda: self._inner.export(batch) is LogRecordExportResult.SUCCESS
-            )
-            return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
-
-        def shutdown(self) -> None:
-            if os.getpid() == self._pid:
-                self._inner.shutdown()  # type: ignore[no-untyped-call]
-
-        def force_flush(self, timeout_millis: int = 30_000) -> bool:
-            return True
-
-    return _GuardedLogExporter()
 
 
 class _NotOpenTelemetry(logging.Filter):
@@ -553,7 +136,8 @@ class _Plan:
     use_memory: bool
     metrics_endpoint: str
     logs_endpoint: str
-    otlp_timeout: float | None
+    otlp_timeout: float
+    logs_timeout: float
     interval_millis: float | None
     prometheus_host: str
     prometheus_port: int
@@ -561,6 +145,9 @@ class _Plan:
     resource_attributes: Mapping[str, Any]
     enable_metrics: bool
     enable_logs: bool
+    engine: str = DEFAULT_ENGINE
+    flush_on_signals: bool = True
+    exit_timeout_millis: float = DEFAULT_EXIT_TIMEOUT_MILLIS
 
 
 @dataclass
@@ -575,7 +162,6 @@ class _Installation:
     prometheus_port: int | None = None
     logger_provider: LoggerProvider | None = None
     log_handler: logging.Handler | None = None
-    rebuilt_readers: list[MetricReader] = field(default_factory=list)
 
 
 class MetricsSetup:
@@ -603,6 +189,26 @@ class MetricsSetup:
     def active(self) -> bool:
         """``False`` when disabled (``OTEL_SDK_DISABLED``) or after shutdown/replacement."""
         return self._active
+
+    @property
+    def engine(self) -> str:
+        """Where client recordings go: ``"engine"`` (pre-aggregated) or ``"sdk"``."""
+        return self._plan.engine if self._plan else DEFAULT_ENGINE
+
+    def _deactivate(self) -> _Installation | None:
+        """Mark this setup replaced or shut down; the installation to tear down, if any.
+
+        Returns ``None`` when it was not active (already shut down, or disabled), so
+        that a caller never tears one installation down twice.
+        """
+        if not self._active:
+            return None
+        self._active = False
+        return self._installation
+
+    def _replace_installation(self, installation: _Installation) -> None:
+        """Describe *installation* from now on (a forked worker's rebuilt provider)."""
+        self._installation = installation
 
     @property
     def service_name(self) -> str | None:
@@ -661,16 +267,24 @@ class MetricsSetup:
         return self._installation.instance_id if self._installation else None
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        """Collect and export now (metrics and logs); ``True`` when nothing timed out."""
+        """Collect and export now (metrics and logs); ``True`` when nothing timed out.
+
+        Returns within about *timeout_millis*, whatever the exporter's own timeout
+        (a collector that accepts connections and never answers cannot hold it).
+        """
         inst = self._installation
         if inst is None or not self._active:
             return True
-        ok = True
-        if inst.meter_provider is not None:
-            ok = inst.meter_provider.force_flush(timeout_millis)
-        if inst.logger_provider is not None:
-            ok = inst.logger_provider.force_flush(int(timeout_millis)) and ok
-        return ok
+
+        def flush() -> bool:
+            ok = True
+            if inst.meter_provider is not None:
+                ok = inst.meter_provider.force_flush(timeout_millis)
+            if inst.logger_provider is not None:
+                ok = inst.logger_provider.force_flush(int(timeout_millis)) and ok
+            return ok
+
+        return _bounded("force_flush", flush, timeout_millis)
 
     def __repr__(self) -> str:
         return (
@@ -685,9 +299,9 @@ class MetricsSetup:
 
 
 class _State:
-    provider: _SwitchingMeterProvider | None = None
     current: MetricsSetup | None = None
     atexit_registered = False
+    ever_set_up = False
     global_owned = False
 
 
@@ -696,9 +310,16 @@ _setup_lock = threading.RLock()
 
 
 def _provider() -> _SwitchingMeterProvider:
-    if _state.provider is None:
-        _state.provider = _SwitchingMeterProvider()
-    return _state.provider
+    provider = _switching.switching_provider()
+    engine_module.use_as_global(provider)
+    return provider
+
+
+def _switch_existing(target: MeterProvider) -> None:
+    """Switch the global provider's target, if the switching provider exists."""
+    provider = _switching.existing_provider()
+    if provider is not None:
+        provider._switch(target)
 
 
 def current_setup() -> MetricsSetup | None:
@@ -727,6 +348,36 @@ def _split_names(value: str | Iterable[str]) -> list[str]:
     return [item.strip().lower() for item in items if item.strip()]
 
 
+_PROTOCOLS: Final = ("http/protobuf", "grpc", "http/json")
+
+
+def _check_protocol(signal: str, endpoint: str, reported: set[str]) -> None:
+    """``OTEL_EXPORTER_OTLP_[<SIGNAL>_]PROTOCOL``: only http/protobuf is sent.
+
+    Anything else gets one ERROR (per variable and setup) saying that
+    http/protobuf is sent instead, rather than being silently ignored.
+    """
+    name = f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"
+    raw = _env(name)
+    if not raw:
+        name = "OTEL_EXPORTER_OTLP_PROTOCOL"
+        raw = _env(name)
+    if not raw or raw.lower() == "http/protobuf" or name in reported:
+        return
+    reported.add(name)
+    known = raw.lower() in _PROTOCOLS
+    _log.error(
+        "otel_aspects: %s=%s is %s: otel_aspects exports OTLP over http/protobuf only, so "
+        "it sends http/protobuf to %s (a collector's OTLP/HTTP port is 4318, its gRPC port "
+        "4317). Set %s=http/protobuf, or unset it, to silence this.",
+        name,
+        _quote(raw),
+        "not supported" if known else f"not a known protocol ({', '.join(_PROTOCOLS)})",
+        endpoint,
+        name,
+    )
+
+
 def _resolve_exporters(
     exporters: str | Iterable[str] | None, otlp_endpoint: str | None
 ) -> tuple[tuple[str, ...], bool]:
@@ -742,16 +393,28 @@ def _resolve_exporters(
             )
     elif env := _env("OTEL_METRICS_EXPORTER"):
         names = []
+        unknown = []
         for name in _split_names(env):
             if name in _KNOWN_EXPORTERS:
                 names.append(name)
             else:
-                _log.error(
-                    "otel_aspects: OTEL_METRICS_EXPORTER names unknown exporter %r; ignored "
-                    "(use any of %s)",
-                    name,
-                    ", ".join(_KNOWN_EXPORTERS),
-                )
+                unknown.append(name)
+        if unknown:
+            # A typo must not end with no exporter at all: an OTLP destination that is
+            # configured still gets OTLP (the unknown name was most likely meant as it).
+            endpoint = otlp_endpoint or _otlp_endpoint_env("METRICS")
+            fallback = endpoint and "otlp" not in names and "none" not in names
+            if fallback:
+                names.append("otlp")
+            _log.error(
+                "otel_aspects: OTEL_METRICS_EXPORTER=%s names unknown exporter(s) %s; ignored "
+                "(use any of %s)%s",
+                _quote(env),
+                ", ".join(_quote(n, 40) for n in unknown[:5]),
+                ", ".join(_KNOWN_EXPORTERS),
+                f"; exporting with {', '.join(names)}" if names else "",
+            )
+            configured = bool(names)
     elif otlp_endpoint or _otlp_endpoint_env("METRICS"):
         # An OTLP destination given by argument or the standard variables means OTLP,
         # as OpenTelemetry's own default exporter is otlp.
@@ -840,6 +503,106 @@ def _resolve_interval(millis: float | None) -> float | None:
     return value
 
 
+def _resolve_engine(engine: str | None) -> str:
+    """``"engine"`` or ``"sdk"``: the argument (checked), else ``OTEL_ASPECTS_ENGINE``."""
+    if engine is not None:
+        if engine not in ENGINES:
+            raise ValueError(
+                f"setup_metrics: engine={_quote(engine)} is not one of "
+                f"{', '.join(map(repr, ENGINES))}"
+            )
+        return engine
+    raw = _env("OTEL_ASPECTS_ENGINE")
+    if not raw:
+        return DEFAULT_ENGINE
+    if raw.lower() in ENGINES:
+        return raw.lower()
+    _log.error(
+        "otel_aspects: OTEL_ASPECTS_ENGINE=%s is not one of %s; using %r",
+        _quote(raw),
+        ", ".join(map(repr, ENGINES)),
+        DEFAULT_ENGINE,
+    )
+    return DEFAULT_ENGINE
+
+
+def _quote(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to about *limit* characters for a log line or an error."""
+    try:
+        text = repr(value)
+    except Exception:  # a hostile __repr__
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _resolve_otlp_timeout(signal: str, reported: set[str]) -> float:
+    """Seconds per OTLP export: ``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT``, else the generic one.
+
+    Read in seconds, as the Python exporter does.  A value that is not a positive
+    number, or more than :data:`MAX_OTLP_TIMEOUT_SECONDS`, is reported once (per
+    variable in *reported*) and replaced: a value of 1000 or more is taken as the
+    spec's milliseconds, anything else too large as the maximum.
+    """
+    name = f"OTEL_EXPORTER_OTLP_{signal}_TIMEOUT"
+    raw = _env(name)
+    if not raw:
+        name = "OTEL_EXPORTER_OTLP_TIMEOUT"
+        raw = _env(name)
+    if not raw:
+        return DEFAULT_OTLP_TIMEOUT_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if 0 < value <= MAX_OTLP_TIMEOUT_SECONDS:
+        return value
+    if 0 < value < _INF:
+        sane = value / 1000 if value >= 1000 else MAX_OTLP_TIMEOUT_SECONDS
+        sane = min(sane, MAX_OTLP_TIMEOUT_SECONDS)
+        why = (
+            f"would be {value:g} seconds per export: the Python OTLP exporter reads it in "
+            "seconds, though the OpenTelemetry spec says milliseconds"
+        )
+    else:
+        sane = DEFAULT_OTLP_TIMEOUT_SECONDS
+        why = "is not a positive number of seconds"
+    if name not in reported:
+        reported.add(name)
+        _log.error("otel_aspects: %s=%s %s; using %g s", name, _quote(raw), why, sane)
+    return sane
+
+
+def _resolve_exit_timeout(millis: float | None) -> float:
+    if millis is None:
+        return DEFAULT_EXIT_TIMEOUT_MILLIS
+    if isinstance(millis, bool) or not isinstance(millis, int | float) or not 0 < millis < _INF:
+        raise ValueError(
+            f"setup_metrics: exit_timeout_millis={_quote(millis)} must be a positive number "
+            "of milliseconds, e.g. 5000"
+        )
+    return float(millis)
+
+
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def _resolve_flush_on_signals(flag: bool | None) -> bool:
+    """The argument, else ``OTEL_ASPECTS_FLUSH_ON_SIGNALS`` (default on)."""
+    if flag is not None:
+        return bool(flag)
+    raw = _env("OTEL_ASPECTS_FLUSH_ON_SIGNALS")
+    if not raw or raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    _log.error(
+        "otel_aspects: OTEL_ASPECTS_FLUSH_ON_SIGNALS=%s is not true or false; flushing on "
+        "SIGTERM/SIGHUP (the default)",
+        _quote(raw),
+    )
+    return True
+
+
 def _check_prometheus_available() -> None:
     """Fail at configuration time, before anything running is touched."""
     try:
@@ -854,10 +617,13 @@ def _check_prometheus_available() -> None:
 
 
 def _config_after_setup(config: MetricsConfig) -> None:
-    """Warn once when a config whose ``max_series`` needs a View arrives after setup."""
+    """Warn once when a config whose ``max_series`` needs a View arrives after setup.
+
+    Only with ``engine="sdk"``: there ``max_series`` is a View, built at setup.
+    """
     setup = _state.current
-    if setup is None or not setup.active:
-        return
+    if setup is None or not setup.active or setup.engine != "sdk":
+        return  # the engine applies max_series itself, whenever the config arrives
     capped = [s.name for s in config.metrics.values() if s.capture and s.max_series is not None]
     if capped:
         warn_once(
@@ -871,7 +637,7 @@ def _config_after_setup(config: MetricsConfig) -> None:
         )
 
 
-config_module._listeners.append(_config_after_setup)
+config_module.on_config_registered(_config_after_setup)
 
 
 def _views() -> list[View]:
@@ -915,13 +681,13 @@ def _make_resource(plan: _Plan, instance_id: str) -> Resource:
 def _start_prometheus(plan: _Plan, inst: _Installation, readers: list[MetricReader]) -> None:
     _check_prometheus_available()
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
+
+    from ._prometheus import start_server
 
     registry = CollectorRegistry(auto_describe=True)
     try:
-        server, _thread = start_http_server(
-            plan.prometheus_port, addr=plan.prometheus_host, registry=registry
-        )
+        server, _thread = start_server(plan.prometheus_host, plan.prometheus_port, registry)
     except (OSError, OverflowError) as exc:  # taken, not permitted, bad host or port
         _log.error(
             "otel_aspects: cannot serve Prometheus metrics on %s:%d (%s); set "
@@ -956,9 +722,13 @@ def _build(
                 OTLPMetricExporter,
             )
 
-            _install_quiet_filter()
+            install_quiet_filter()
             inst.otlp_exporter = _GuardedMetricExporter(
-                OTLPMetricExporter(endpoint=plan.metrics_endpoint, timeout=plan.otlp_timeout),
+                OTLPMetricExporter(
+                    endpoint=plan.metrics_endpoint,
+                    timeout=plan.otlp_timeout,
+                    session=observed_session("METRICS"),
+                ),
                 plan.metrics_endpoint,
             )
             readers.append(
@@ -1000,6 +770,8 @@ def _build(
             inst.meter_provider = SdkMeterProvider(
                 metric_readers=inst.readers,
                 resource=inst.resource,
+                # The engine applies buckets and max_series itself; the Views serve the
+                # instruments the SDK records (engine="sdk", a meter's raw instruments).
                 views=_views(),
                 shutdown_on_exit=False,
             )
@@ -1024,6 +796,11 @@ def _discard(inst: _Installation) -> None:
             _log.debug("otel_aspects: discarding reader %r failed", reader, exc_info=True)
     if inst.meter_provider is not None:
         inst.meter_provider.shutdown(timeout_millis=0)
+    _close_prometheus(inst)
+
+
+def _close_prometheus(inst: _Installation) -> None:
+    """Stop serving and free the port (in the process that started the server)."""
     if inst.prometheus_server is not None:
         inst.prometheus_server.shutdown()
         inst.prometheus_server.server_close()
@@ -1034,10 +811,10 @@ def _build_logs(plan: _Plan, inst: _Installation) -> None:
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-    _install_quiet_filter()
+    install_quiet_filter()
     provider = LoggerProvider(resource=inst.resource, shutdown_on_exit=False)
     provider.add_log_record_processor(
-        BatchLogRecordProcessor(_guarded_log_exporter(plan.logs_endpoint, plan.otlp_timeout))
+        BatchLogRecordProcessor(_guarded_log_exporter(plan.logs_endpoint, plan.logs_timeout))
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -1048,20 +825,59 @@ def _build_logs(plan: _Plan, inst: _Installation) -> None:
     inst.log_handler = handler
 
 
+def _bounded(what: str, work: Callable[[], bool], timeout_millis: float) -> bool:
+    """Run *work* in a daemon thread and wait at most *timeout_millis* for it.
+
+    The OTLP exporters ignore the timeout they are given (theirs comes from
+    ``OTEL_EXPORTER_OTLP_TIMEOUT``, and a collector that accepts a connection and
+    never answers holds a request for that long, per retry): the bound is kept
+    here.  A *work* still running afterwards is abandoned (a daemon thread never
+    holds the process up).  Returns ``work()``'s result, ``False`` on timeout.
+    """
+    result: list[bool] = []
+
+    def run() -> None:
+        try:
+            result.append(bool(work()))
+        except Exception:  # reported here: the caller only needs the outcome
+            _log.exception("otel_aspects: %s failed", what)
+            result.append(False)
+
+    thread = threading.Thread(target=run, name=f"otel_aspects-{what}", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # no new threads this late in interpreter shutdown: run inline
+        run()
+        return result[0]
+    thread.join(max(float(timeout_millis), 0.0) / 1000)
+    if thread.is_alive():
+        _log.warning(
+            "otel_aspects: %s did not finish within %d ms (an exporter is waiting for an "
+            "answer); stopped waiting, and data not exported yet is lost",
+            what,
+            timeout_millis,
+        )
+        return False
+    return result[0]
+
+
 def _teardown(inst: _Installation, timeout_millis: float) -> None:
+    """Flush and shut down one installation, within about *timeout_millis*."""
+    _bounded("shutdown", lambda: _teardown_now(inst, timeout_millis), timeout_millis)
+
+
+def _teardown_now(inst: _Installation, timeout_millis: float) -> bool:
     """Flush and shut down one installation (in the process that built it)."""
     if inst.log_handler is not None:
         logging.getLogger().removeHandler(inst.log_handler)
-    if inst.prometheus_server is not None:
-        inst.prometheus_server.shutdown()
-        inst.prometheus_server.server_close()
-        inst.prometheus_server = None
+    _close_prometheus(inst)
     if inst.meter_provider is not None:
         inst.meter_provider.force_flush(timeout_millis)
         inst.meter_provider.shutdown(timeout_millis)
     if inst.logger_provider is not None:
         inst.logger_provider.force_flush(int(timeout_millis))
         inst.logger_provider.shutdown()
+    return True
 
 
 # --------------------------------------------------------------------------
@@ -1081,6 +897,9 @@ def setup_metrics(
     export_interval_millis: float | None = None,
     extra_readers: Iterable[ReaderSpec] = (),
     resource_attributes: Mapping[str, Any] | None = None,
+    engine: str | None = None,
+    flush_on_signals: bool | None = None,
+    exit_timeout_millis: float | None = None,
 ) -> MetricsSetup:
     """Configure the OpenTelemetry SDK for this process; safe to call again.
 
@@ -1096,8 +915,9 @@ def setup_metrics(
     else ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` as is, else
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/metrics``, else
     ``http://otel-collector:4318/v1/metrics``.  Headers, compression, certificates
-    and timeouts come from the standard ``OTEL_EXPORTER_OTLP_*`` variables; without a
-    timeout variable each export gives up after :data:`DEFAULT_OTLP_TIMEOUT_SECONDS`.
+    and timeouts come from the standard ``OTEL_EXPORTER_OTLP_*`` variables (a timeout
+    in seconds, at most :data:`MAX_OTLP_TIMEOUT_SECONDS`); without a timeout variable
+    each export gives up after :data:`DEFAULT_OTLP_TIMEOUT_SECONDS`.
 
     *service_name* wins over ``OTEL_SERVICE_NAME``; *resource_attributes* win over
     ``OTEL_RESOURCE_ATTRIBUTES``; ``service.instance.id`` is a new uuid4 per process.
@@ -1109,11 +929,25 @@ def setup_metrics(
     OTLP/HTTP (``/v1/logs``) through a handler on the root logger; it needs an OTLP
     destination (as for metrics) and logs one WARNING instead when there is none.
 
+    *engine* (``"engine"`` or ``"sdk"``, else ``OTEL_ASPECTS_ENGINE``) says whether
+    client recordings are pre-aggregated by the engine or go straight to SDK
+    instruments (:attr:`MetricsSetup.engine`).
+
+    Exit: ``atexit`` flushes; so does SIGTERM/SIGHUP (from the main thread, a
+    handler that flushes, then chains to the previous handler or re-raises the
+    signal; off with *flush_on_signals=False* or ``OTEL_ASPECTS_FLUSH_ON_SIGNALS=false``),
+    and the way out of a multiprocessing worker.  Each exit flush takes at most
+    *exit_timeout_millis* (:data:`DEFAULT_EXIT_TIMEOUT_MILLIS`), whatever the
+    exporter's own timeout.  Only OTLP http/protobuf is sent: another
+    ``OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL`` gets one ERROR.
+
     Example::
 
         setup = setup_metrics("my_service", exporters="otlp,prometheus", prometheus_port=0)
         print(setup.prometheus_port)
     """
+    chosen_engine = _resolve_engine(engine)
+    exit_timeout = _resolve_exit_timeout(exit_timeout_millis)
     with _setup_lock:
         if _env("OTEL_SDK_DISABLED").lower() in _TRUE:
             _shutdown_locked(timeout_millis=10_000)
@@ -1134,16 +968,19 @@ def setup_metrics(
         interval = _resolve_interval(export_interval_millis)
         if "prometheus" in names:
             _check_prometheus_available()
-        has_timeout_env = _env("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT") or _env(
-            "OTEL_EXPORTER_OTLP_TIMEOUT"
-        )
+        reported: set[str] = set()
+        if "otlp" in names:
+            _check_protocol("METRICS", metrics_url, reported)
+        if enable_logs:
+            _check_protocol("LOGS", logs_url, reported)
         plan = _Plan(
             service_name=service_name,
             exporters=names,
             use_memory=use_memory,
             metrics_endpoint=metrics_url,
             logs_endpoint=logs_url,
-            otlp_timeout=None if has_timeout_env else DEFAULT_OTLP_TIMEOUT_SECONDS,
+            otlp_timeout=_resolve_otlp_timeout("METRICS", reported),
+            logs_timeout=_resolve_otlp_timeout("LOGS", reported),
             interval_millis=interval,
             prometheus_host=host,
             prometheus_port=port,
@@ -1151,15 +988,14 @@ def setup_metrics(
             resource_attributes=dict(resource_attributes or {}),
             enable_metrics=enable_metrics,
             enable_logs=enable_logs,
+            engine=chosen_engine,
+            flush_on_signals=_resolve_flush_on_signals(flush_on_signals),
+            exit_timeout_millis=exit_timeout,
         )
         previous = _state.current
         if previous is not None and previous._installation is not None:
             # Free the Prometheus port before the new server binds it.
-            old = previous._installation
-            if old.prometheus_server is not None:
-                old.prometheus_server.shutdown()
-                old.prometheus_server.server_close()
-                old.prometheus_server = None
+            _close_prometheus(previous._installation)
         instance_id = str(plan.resource_attributes.get("service.instance.id") or uuid.uuid4())
         try:
             inst = _build(plan, instance_id)
@@ -1170,15 +1006,22 @@ def setup_metrics(
             raise
         setup = MetricsSetup(plan, inst)
         provider = _provider()
+        engine_module.set_global_mode(plan.engine)
         provider._switch(inst.meter_provider or NoOpMeterProvider())
         _install_global(provider)
         _state.current = setup
-        if previous is not None and previous._installation is not None and previous.active:
-            previous._active = False
-            _teardown(previous._installation, 10_000)
+        retired = previous._deactivate() if previous is not None else None
+        if retired is not None:
+            _teardown(retired, 10_000)
         if not _state.atexit_registered:
             atexit.register(_at_exit)
             _state.atexit_registered = True
+        _state.ever_set_up = True
+        if plan.flush_on_signals:
+            _exit.install_signal_flush(_signal_flush)
+        else:
+            _exit.uninstall_signal_flush()
+        _exit.register_worker_flush(_worker_flush)
         _log.info("otel_aspects: metrics set up: %r", setup)
         return setup
 
@@ -1205,12 +1048,11 @@ def _install_global(provider: _SwitchingMeterProvider) -> None:
 def _shutdown_locked(timeout_millis: float) -> None:
     setup = _state.current
     _state.current = None
-    if setup is None or not setup.active or setup._installation is None:
+    retired = setup._deactivate() if setup is not None else None
+    if retired is None:
         return
-    setup._active = False
-    if _state.provider is not None:
-        _state.provider._switch(NoOpMeterProvider())
-    _teardown(setup._installation, timeout_millis)
+    _switch_existing(NoOpMeterProvider())
+    _teardown(retired, timeout_millis)
 
 
 def shutdown_metrics(timeout_millis: float = 10_000) -> None:
@@ -1230,17 +1072,78 @@ def shutdown_metrics(timeout_millis: float = 10_000) -> None:
         _shutdown_locked(timeout_millis)
 
 
+def _exit_timeout() -> float:
+    setup = _state.current
+    plan = setup._plan if setup is not None else None
+    return plan.exit_timeout_millis if plan is not None else DEFAULT_EXIT_TIMEOUT_MILLIS
+
+
 def _at_exit() -> None:
     try:
-        shutdown_metrics()
+        shutdown_metrics(_exit_timeout())
     except Exception:  # never turn a clean exit into a traceback
         _log.exception("otel_aspects: error while flushing metrics at exit")
 
 
+def _signal_flush() -> None:
+    """On SIGTERM/SIGHUP (in the flusher thread): export what was recorded, bounded.
+
+    A flush, not a shutdown: the application's own handler may keep the service
+    running for a while; at its exit the ``atexit`` flush runs as usual.
+    """
+    timeout = _exit_timeout()
+    # Waits for a shutdown in progress (a worker's exit flush, atexit) to finish its
+    # export: the signal's default action must not cut it short.  Never a deadlock:
+    # the handler that started this thread has returned, so the main thread goes on.
+    if not _setup_lock.acquire(timeout=timeout / 1000):
+        return
+    try:
+        setup = _state.current
+        if setup is not None and setup.active:
+            setup.force_flush(timeout)
+    finally:
+        _setup_lock.release()
+
+
+def _worker_flush() -> None:
+    """On the way out of a multiprocessing child (``os._exit`` follows)."""
+    shutdown_metrics(_exit_timeout())
+
+
+def warn_if_not_set_up() -> bool:
+    """Log one WARNING when this multiprocessing child has no SDK set up.
+
+    A child started with ``spawn`` or ``forkserver`` does not inherit the
+    parent's :func:`setup_metrics`: whatever it records goes nowhere.  Clients call
+    this when they are created; it logs at most once per process, and never
+    after a setup (even one shut down since), when ``OTEL_SDK_DISABLED`` is set,
+    or outside a multiprocessing child.  Returns whether it logged.
+
+    Example::
+
+        def worker_init():
+            setup_metrics("svc")       # in Pool(initializer=worker_init)
+    """
+    if _state.ever_set_up or not _exit.in_multiprocessing_child():
+        return False
+    if _env("OTEL_SDK_DISABLED").lower() in _TRUE:
+        return False
+    return warn_once(
+        _log,
+        ("not-set-up", os.getpid()),
+        "otel_aspects: no SDK is set up in this process (pid %d, a multiprocessing child "
+        "that did not inherit one: spawn or forkserver start method), so its metrics are "
+        "recorded nowhere; call setup_metrics in the worker, e.g. "
+        "Pool(initializer=...) or at the start of the target",
+        os.getpid(),
+    )
+
+
 def _after_fork_in_child() -> None:
     """Give a forked worker a provider of its own, with empty aggregation state."""
-    global _switch_lock, _setup_lock
-    _switch_lock = threading.RLock()
+    global _setup_lock
+    _switching.reset_after_fork()
+    _exit.reset_after_fork()
     _setup_lock = threading.RLock()
     setup = _state.current
     if setup is None or not setup.active or setup._plan is None:
@@ -1268,13 +1171,14 @@ def _after_fork_in_child() -> None:
         )
     except Exception:
         _log.exception("otel_aspects: cannot rebuild metrics in forked worker %d", os.getpid())
-        if _state.provider is not None:
-            _state.provider._switch(NoOpMeterProvider())
-        setup._active = False
+        _switch_existing(NoOpMeterProvider())
+        setup._deactivate()
         return
-    setup._installation = inst
-    if _state.provider is not None:
-        _state.provider._switch(inst.meter_provider or NoOpMeterProvider())
+    setup._replace_installation(inst)
+    _switch_existing(inst.meter_provider or NoOpMeterProvider())
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# The engine's global store follows every switch: new series, bridged to the new target.
+on_switch(engine_module.switch_global)

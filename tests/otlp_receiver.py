@@ -2,7 +2,8 @@
 
 Start it on a free port, point an exporter at ``receiver.endpoint``, and read
 back the decoded ``ExportMetricsServiceRequest`` / ``ExportLogsServiceRequest``
-messages.  It can answer with an error status (``receiver.status = 503``) or go
+messages.  It can answer with an error status (``receiver.status = 503``, with
+``receiver.retry_after = "30"`` a ``Retry-After`` header) or go
 down and come back on the same port (``stop()`` / ``start()``) for outage tests.
 
 Example::
@@ -94,6 +95,8 @@ class OtlpReceiver:
         self.logs_requests: list[ExportLogsServiceRequest] = []
         #: HTTP status to answer with; 200 means accept and record.
         self.status = 200
+        #: ``Retry-After`` header sent with an error status, when not ``None``.
+        self.retry_after: str | None = None
         #: Requests answered with an error status or received while failing.
         self.rejected = 0
 
@@ -177,6 +180,8 @@ class OtlpReceiver:
                 self.rejected += 1
                 self._changed.notify_all()
         handler.send_response(status)
+        if status != 200 and self.retry_after is not None:
+            handler.send_header("Retry-After", self.retry_after)
         handler.send_header("Content-Type", "application/x-protobuf")
         handler.send_header("Content-Length", "0")
         handler.end_headers()

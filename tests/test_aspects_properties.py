@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import otel_aspects
 from otel_aspects import current_labels, set_label, timed
+from otel_aspects._attributes import clean_attributes
 from otel_aspects._warn import reset_warned
 from otel_aspects.config import MetricsConfig, MetricSpec
 from otel_aspects.decorators import track_duration
@@ -375,6 +376,22 @@ def drive_kind(
     raise AssertionError(kind)
 
 
+def expected_attributes(
+    static: dict[str, Any], sets: dict[str, Any], success: bool | None, exc: BaseException | None
+) -> dict[str, Any]:
+    """What one measured call records, stated from the rules: static labels, then the
+    non-reserved ``set_label`` values, then the outcome; cleaned like any attributes."""
+    labels = {k: v for k, v in static.items() if k not in ("status", "error_type")}
+    labels.update({k: v for k, v in sets.items() if k not in ("status", "error_type")})
+    if exc is None:
+        labels["status"] = "failure" if success is False else "success"
+    elif isinstance(exc, GeneratorExit):
+        labels["status"] = "cancelled"
+    else:
+        labels.update(status="failure", error_type=type(exc).__name__)
+    return clean_attributes(labels, "fake")
+
+
 @SETTINGS
 @given(
     kind=st.sampled_from(["sync", "coroutine", "gen", "async_gen", "with", "method"]),
@@ -388,7 +405,7 @@ def drive_kind(
     exc=st.sampled_from([None, ValueError("v"), KeyboardInterrupt(), GeneratorExit()]),
     backend=backends,
 )
-def test_fast_path_records_what_the_general_path_records(
+def test_every_form_records_what_the_rules_say(
     kind: str,
     static: dict[str, Any],
     sets: dict[str, Any],
@@ -396,18 +413,17 @@ def test_fast_path_records_what_the_general_path_records(
     exc: BaseException | None,
     backend: str,
 ) -> None:
-    # Instruments only: the fast wrappers; the same plus a never-true error_if: the general path.
-    fast_inst, general_inst = FakeInstrument(), FakeInstrument()
-    fast = timed(fast_inst, counter=fast_inst, labels=static, clock=Tick())
-    general = timed(
-        general_inst, counter=general_inst, labels=static, clock=Tick(), error_if=lambda r: False
-    )
-    assert fast._fast is not None and general._fast is None
-    assert drive_kind(kind, fast, sets, success, exc, backend) == drive_kind(
-        kind, general, sets, success, exc, backend
-    )
-    assert fast_inst.calls == general_inst.calls
-    assert len(fast_inst.calls) == 2
+    """Every kind of call records one counter +1 and one histogram duration, with the
+    labels and outcome the merge rules give, through the one recording path."""
+    inst = FakeInstrument()
+    aspect = timed(inst, counter=inst, labels=static, clock=Tick())
+    drive_kind(kind, aspect, sets, success, exc, backend)
+    expected = expected_attributes(static, sets, success, exc)
+    assert [(method, attrs) for method, _, attrs in inst.calls] == [
+        ("add", expected),
+        ("record", expected),
+    ]
+    assert inst.calls[0][1] == 1 and inst.calls[1][1] == 0.25  # one tick of the fake clock
 
 
 def test_fast_path_success_reuses_prebuilt_attributes() -> None:
@@ -436,13 +452,12 @@ def test_with_exit_records_set_labels_from_a_copy() -> None:
     inst.add = lambda amount, attributes=None: passed.append(("add", attributes))  # type: ignore[method-assign]
     inst.record = lambda amount, attributes=None: passed.append(("record", attributes))  # type: ignore[method-assign]
     t = timed(inst, counter=inst, labels={"a": "b"})
-    assert t._fast is not None
     with t as run:
         set_label("k", "v")
     assert [kind for kind, _ in passed] == ["add", "record"]
     attrs = passed[0][1]
     assert attrs == {"a": "b", "k": "v", "status": "success"} and passed[1][1] is attrs
-    assert attrs is not run._extra and run.labels == {"a": "b", "k": "v"}
+    assert run.labels == {"a": "b", "k": "v"}
     run.set_label("late", 1)  # closed: ignored
     assert attrs == {"a": "b", "k": "v", "status": "success"}
     passed.clear()
@@ -623,47 +638,16 @@ def _gen_script(gen: Any, script: str) -> list[Any]:
         "next stop next",
     ],
 )
-def test_fast_generator_protocol_matches_general_path(body: Any, script: str) -> None:
-    """send/throw/close, the return value and the scope: the fast generator wrapper
-    (next(gen, _END) steps when the body provably returns only None, send() otherwise)
-    behaves and records exactly as the general one, the consumer never in its scope."""
-    fast_inst, general_inst = FakeInstrument(), FakeInstrument()
-    fast = timed(fast_inst, counter=fast_inst, labels={"s": 1}, clock=Tick())
-    general = timed(
-        general_inst, counter=general_inst, labels={"s": 1}, clock=Tick(), error_if=lambda r: False
-    )
+def test_decorated_generator_protocol_is_the_bare_one(body: Any, script: str) -> None:
+    """send/throw/close and the return value reach the consumer exactly as from the bare
+    generator; the consumer is never in the generator's scope; one record per started run."""
+    inst = FakeInstrument()
+    decorated = timed(inst, counter=inst, labels={"s": 1}, clock=Tick())
     with timed(record_func=lambda d, labels: None, labels={"consumer": 1}):
-        fast_seen = _gen_script(fast(body)(), script)
-        general_seen = _gen_script(general(body)(), script)
-    assert fast_seen == general_seen
-    assert all(step[1] == {"consumer": 1} for step in fast_seen if step[0] == "consumer scope")
-    assert fast_inst.calls == general_inst.calls
-    assert len(fast_inst.calls) == (0 if script.startswith(("close", "throw")) else 2)
-
-
-def test_returns_only_none_is_conservative() -> None:
-    """Only a generator function whose every return is `return None` takes next() steps."""
-    import functools
-
-    from otel_aspects.timing import _returns_only_none
-
-    def maybe(flag: bool) -> Iterator[int]:
-        yield 1
-        return None if flag else flag  # type: ignore[return-value]
-
-    def early(flag: bool) -> Iterator[int]:
-        if flag:
-            return
-        yield 1
-
-    class Callable_:
-        def __call__(self) -> Iterator[int]:
-            yield 1
-
-    assert _returns_only_none(_echo_returning_none)
-    assert _returns_only_none(early)
-    assert _returns_only_none(Callable_())
-    assert _returns_only_none(staticmethod(early))
-    assert not _returns_only_none(_echo_returning_value)
-    assert not _returns_only_none(maybe)
-    assert not _returns_only_none(functools.partial(early, True))
+        seen = _gen_script(decorated(body)(), script)
+    bare = _gen_script(body(), script)
+    assert [step for step in seen if step[0] != "consumer scope"] == [
+        step for step in bare if step[0] != "consumer scope"
+    ]
+    assert all(step[1] == {"consumer": 1} for step in seen if step[0] == "consumer scope")
+    assert len(inst.calls) == (0 if script.startswith(("close", "throw")) else 2)

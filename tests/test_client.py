@@ -308,16 +308,23 @@ class TestProtection:
         assert counter_value(metrics_reader, "requests_total", {}) == 1
         assert counter_value(metrics_reader, "requests_total", {"n": "nan"}) == 1
 
-    def test_sdk_failure_is_swallowed(
-        self, client: OTelMetricsClient, caplog: pytest.LogCaptureFixture
-    ) -> None:
-        """An instrument that raises is logged once and never propagates."""
+    def test_sdk_failure_is_swallowed(self, caplog: pytest.LogCaptureFixture) -> None:
+        """An instrument of the user's provider that raises is logged once, never raised."""
+        from opentelemetry.metrics import NoOpMeterProvider
 
-        class Broken:
+        class BrokenCounter:
             def add(self, *args: object) -> None:
                 raise RuntimeError("boom")
 
-        client._counters["requests_total"] = Broken()
+        class BrokenProvider(NoOpMeterProvider):
+            # Another MeterProvider implementation: the engine records through its instruments.
+            def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+                meter = super().get_meter(*args, **kwargs)
+                meter.create_counter = lambda *a, **k: BrokenCounter()  # type: ignore[method-assign]
+                return meter
+
+        config = MetricsConfig("svc", {"requests_total": MetricSpec("counter", "requests_total")})
+        client = create_metrics_client("svc", config, meter_provider=BrokenProvider())
         with caplog.at_level(logging.WARNING):
             client.record_counter("requests_total", 1)
             client.record_counter("requests_total", 2)

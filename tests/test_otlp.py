@@ -220,3 +220,121 @@ class TestOutage:
             if r.name == "otel_aspects.sdk" and r.levelno == logging.WARNING
         ]
         assert len(warnings) == 2
+
+
+class TestOutageStatus:
+    @pytest.mark.parametrize(
+        ("status", "retry_after", "expected"),
+        [
+            (503, None, "HTTP 503 Service Unavailable"),
+            (429, "30", "HTTP 429 Too Many Requests, Retry-After '30'"),
+        ],
+    )
+    def test_outage_warning_names_the_http_status(
+        self,
+        receiver: OtlpReceiver,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+        status: int,
+        retry_after: str | None,
+        expected: str,
+    ) -> None:
+        """The one outage WARNING says which HTTP status the collector answered with."""
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "0.5")
+        setup = setup_metrics(
+            "status_svc", otlp_endpoint=receiver.endpoint, export_interval_millis=600_000
+        )
+        from opentelemetry import metrics
+
+        metrics.get_meter("status").create_counter("beats_total").add(1)
+        receiver.status = status
+        receiver.retry_after = retry_after
+        setup.force_flush()  # fails; the SDK's force_flush reports only timeouts
+        warnings = [
+            r
+            for r in caplog.records
+            if r.name == "otel_aspects.sdk" and r.levelno == logging.WARNING
+        ]
+        assert len(warnings) == 1
+        assert expected in warnings[0].getMessage()
+        receiver.status = 200
+        assert setup.force_flush()
+        assert receiver.total("beats_total") == 1
+
+
+class TestProtocolAndExporterEnv:
+    @pytest.mark.parametrize(
+        ("variables", "named"),
+        [
+            ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL='grpc'"),
+            (
+                {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
+                "OTEL_EXPORTER_OTLP_PROTOCOL='http/json'",
+            ),
+            (
+                {
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc",
+                },
+                "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL='grpc'",
+            ),
+        ],
+    )
+    def test_unsupported_protocol_one_error_then_http_protobuf(
+        self,
+        receiver: OtlpReceiver,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+        variables: dict[str, str],
+        named: str,
+    ) -> None:
+        """grpc / http/json are refused with one ERROR naming the variable, and the data
+        still goes out as http/protobuf (before: silently ignored)."""
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        setup = setup_metrics(
+            "proto_svc", otlp_endpoint=receiver.endpoint, export_interval_millis=600_000
+        )
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1
+        assert named in errors[0].getMessage() and "http/protobuf" in errors[0].getMessage()
+        from opentelemetry import metrics
+
+        metrics.get_meter("proto").create_counter("beats_total").add(2)
+        assert setup.force_flush()
+        assert receiver.total("beats_total") == 2
+
+    def test_http_protobuf_is_quiet(
+        self,
+        receiver: OtlpReceiver,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        setup_metrics("proto_svc", otlp_endpoint=receiver.endpoint)
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+    @pytest.mark.parametrize(
+        ("value", "exporters"), [("bogus", ("otlp",)), ("bogus,console", ("console", "otlp"))]
+    )
+    def test_bogus_exporter_keeps_the_endpoints_otlp(
+        self,
+        receiver: OtlpReceiver,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+        value: str,
+        exporters: tuple[str, ...],
+    ) -> None:
+        """OTEL_METRICS_EXPORTER=bogus with an OTLP endpoint set: one ERROR, the valid
+        exporters kept and OTLP to the endpoint (before: no exporter at all)."""
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", value)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        setup = setup_metrics("bogus_svc", export_interval_millis=600_000)
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1 and "'bogus'" in errors[0].getMessage()
+        assert setup.exporters == exporters
+        from opentelemetry import metrics
+
+        metrics.get_meter("bogus").create_counter("beats_total").add(3)
+        assert setup.force_flush()
+        assert receiver.total("beats_total") == 3

@@ -261,16 +261,36 @@ class TestConfigAfterSetup:
     def test_late_config_with_max_series_warns_once(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """A config loaded after setup cannot get its View: one WARNING says so and how to fix."""
+        """With engine="sdk" a config loaded after setup cannot get its View: one WARNING
+        says so and how to fix."""
         path = tmp_path / "late.yml"
         path.write_text("service_name: late\ncounters:\n  - name: late_total\n    max_series: 5\n")
-        setup_metrics("svc")
+        setup_metrics("svc", engine="sdk")
         load_metrics_config("late", path)
         load_metrics_config("late", path)  # a second load of the same service: no new line
         lines = [r for r in caplog.records if "loaded after setup_metrics" in r.getMessage()]
         assert len(lines) == 1
         assert lines[0].levelno == logging.WARNING
         assert "late_total" in lines[0].getMessage()
+
+    def test_late_config_is_capped_by_the_engine(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """With the engine, a config loaded after setup_metrics gets its max_series, silently."""
+        setup = setup_metrics("svc")
+        path = tmp_path / "late.yml"
+        path.write_text("service_name: late\ncounters:\n  - name: late_total\n    max_series: 2\n")
+        client = create_metrics_client("late", load_metrics_config("late", path))
+        for i in range(5):
+            client.record_counter("late_total", 1, {"i": str(i)})
+        assert setup.memory_reader is not None
+        points = metric_points(setup.memory_reader, "late_total")
+        assert sorted((sorted(p.attributes.items()), p.value) for p in points) == [
+            ([("i", "0")], 1),
+            ([("i", "1")], 1),
+            ([("otel.metric.overflow", True)], 3),
+        ]
+        assert not [r for r in caplog.records if "loaded after setup_metrics" in r.getMessage()]
 
     def test_config_before_setup_or_without_max_series_is_quiet(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -539,3 +559,55 @@ class TestClientIntegration:
         client.record_counter("early_total", 2)
         assert setup.memory_reader is not None
         assert counter_value(setup.memory_reader, "early_total") == 2
+
+
+class TestEngineChoice:
+    def test_default_is_engine(self) -> None:
+        """Without argument or variable, client recordings go through the engine."""
+        assert setup_metrics("svc").engine == "engine"
+
+    def test_argument_wins_over_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """engine= beats OTEL_ASPECTS_ENGINE; the variable is read when no argument is given."""
+        monkeypatch.setenv("OTEL_ASPECTS_ENGINE", "sdk")
+        assert setup_metrics("svc").engine == "sdk"
+        assert setup_metrics("svc", engine="engine").engine == "engine"
+
+    def test_bad_argument_raises_naming_the_choices(self) -> None:
+        """A bad engine argument is a configuration error listing the accepted values."""
+        with pytest.raises(ValueError, match="'engine', 'sdk'"):
+            setup_metrics("svc", engine="fast")
+
+    def test_bad_env_logs_one_error_and_uses_default(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A bad OTEL_ASPECTS_ENGINE: one ERROR with the value cut short, the default used."""
+        monkeypatch.setenv("OTEL_ASPECTS_ENGINE", "x" * 5000)
+        setup = setup_metrics("svc")
+        assert setup.engine == "engine" and setup.active
+        errors = [r for r in caplog.records if "OTEL_ASPECTS_ENGINE" in r.getMessage()]
+        assert len(errors) == 1 and errors[0].levelno == logging.ERROR
+        assert len(errors[0].getMessage()) < 300
+
+
+class TestSwitchingDelegates:
+    def test_every_instrument_kind_follows_a_switch(self) -> None:
+        """Each delegating kind, created before setup, records into the provider set up later."""
+        meter = metrics.get_meter("delegates")
+        counter = meter.create_counter("d_counter")
+        updown = meter.create_up_down_counter("d_updown")
+        histogram = meter.create_histogram("d_histogram")
+        gauge = meter.create_gauge("d_gauge")
+        seen: list[object] = []
+        meter.create_observable_gauge("d_observed", [lambda _opts: seen.append(1) or []])
+        setup = setup_metrics("svc")
+        counter.add(2)
+        updown.add(-3)
+        histogram.record(0.5)
+        gauge.set(7)
+        reader = setup.memory_reader
+        assert reader is not None
+        assert counter_value(reader, "d_counter") == 2
+        assert counter_value(reader, "d_updown") == -3
+        data = histogram_data(reader, "d_histogram")
+        assert data is not None and data.count == 1
+        assert seen  # the observable's callback was called by the new provider

@@ -17,7 +17,7 @@ import otel_aspects.timing
 from otel_aspects import current_labels, set_label, set_success, timed
 from otel_aspects._wrap import _passthrough
 from otel_aspects.client import OTelMetricsClient
-from otel_aspects.config import MetricsConfig, MetricSpec
+from otel_aspects.config import MetricsConfig, MetricsConfigError, MetricSpec, as_metrics_config
 from otel_aspects.decorators import create_timed_context
 from otel_aspects.labels import is_cancellation, outcome_labels
 from otel_aspects.testing import counter_value, histogram_data
@@ -744,3 +744,44 @@ class TestSetLabelKeys:
             set_label({"k": 1}, "v")  # type: ignore[arg-type]
         attrs = {"{'k': 1}": "v", "status": "success"}
         assert counter_value(metrics_reader, "ops_total", attrs) == 1
+
+
+class TestUndeclaredNames:
+    """A name the config does not declare is reported at decoration time (issue 9, item 10)."""
+
+    CONFIG = {
+        "counters": [{"name": "good_total"}, {"name": "off_total", "capture": False}],
+        "histograms": [{"name": "request_duration_seconds", "unit": "s"}],
+    }
+
+    def test_typo_warns_once_with_a_suggestion(
+        self, metrics_client_factory: Any, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """timed('request_duraton_seconds', counter='good_totl') names both with a fix."""
+        client = metrics_client_factory("svc", as_metrics_config(self.CONFIG, "svc"))
+        with caplog.at_level(logging.WARNING):
+            for _ in range(3):
+                timed("request_duraton_seconds", counter="good_totl", client=client)
+        messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(messages) == 2
+        assert "did you mean 'request_duration_seconds'" in messages[0]
+        assert "did you mean 'good_total'" in messages[1]
+
+    def test_capture_false_stays_silent(
+        self, metrics_client_factory: Any, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A declared but disabled metric is a silent no-op, not a typo."""
+        client = metrics_client_factory("svc", as_metrics_config(self.CONFIG, "svc"))
+        with caplog.at_level(logging.DEBUG, logger="otel_aspects.aspects"):
+            aspect = timed(counter="off_total", client=client)
+        assert not aspect.enabled
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+    def test_strict_mode_raises(
+        self, metrics_client_factory: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """OTEL_ASPECTS_STRICT=1 turns the undeclared name into an error at decoration."""
+        client = metrics_client_factory("svc", as_metrics_config(self.CONFIG, "svc"))
+        monkeypatch.setenv("OTEL_ASPECTS_STRICT", "1")
+        with pytest.raises(MetricsConfigError, match="request_duraton_seconds"):
+            timed("request_duraton_seconds", client=client)
