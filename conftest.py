@@ -17,6 +17,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from otel_aspects import MetricsConfig, MetricSpec, create_metrics_client
+from otel_aspects._warn import reset_warned
+from otel_aspects.config import clear_loaded_configs
 
 _DECLARED = (
     MetricSpec("counter", "requests_total"),
@@ -47,3 +49,5 @@ def _doctest_globals(
     )
     yield
     provider.shutdown()
+    clear_loaded_configs()  # examples register configs; later tests start without them
+    reset_warned()

@@ -161,7 +161,8 @@ def test_other_values_become_bounded_strings() -> None:
         def __str__(self) -> str:
             raise RuntimeError
 
-    assert clean_attributes({"o": Broken()}, "m") == {"o": "<unprintable Broken>"}
+    (shown,) = clean_attributes({"o": Broken()}, "m").values()  # a bounded repr instead
+    assert isinstance(shown, str) and "Broken" in shown and len(shown) <= 256
 
 
 class Unreadable(Mapping[str, Any]):
