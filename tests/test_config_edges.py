@@ -245,3 +245,33 @@ class TestUnreadableFiles:
         monkeypatch.setattr(Path, "open", denied)
         (message,) = validate_config_file(path)
         assert "file: cannot be read ([Errno 13] Permission denied)" in message
+
+
+class TestBoundedMessages:
+    """main's bounds on what a message quotes and on what is read (post-merge survivors)."""
+
+    def test_squeeze_keeps_messages_to_their_limit(self) -> None:
+        text = "word " * 400
+        assert config_module._squeeze(text) == " ".join(text.split())[:597] + "..."
+        assert len(config_module._squeeze(text)) == 600
+        assert len(config_module._squeeze(text, 200)) == 200
+        assert config_module._squeeze("a\n  b\tc") == "a b c"
+        assert config_module._squeeze("x" * 600) == "x" * 600  # at the limit: whole
+
+    def test_a_file_that_grew_past_the_limit_after_stat_is_not_read_whole(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = write(tmp_path, "counters:\n  - name: a\n" + "#" * config_module.MAX_CONFIG_BYTES)
+        real_stat = Path.stat
+
+        def small_stat(self: Path, *args: object, **kwargs: object) -> object:
+            st = real_stat(self)
+            if self != path:
+                return st
+            fields = list(st)
+            fields[6] = 10  # st_size: the file looked small when it was checked
+            return type(st)(fields)
+
+        monkeypatch.setattr(Path, "stat", small_stat)
+        (message,) = validate_config_file(path)
+        assert f"more than {config_module.MAX_CONFIG_BYTES} bytes" in message
