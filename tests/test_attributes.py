@@ -223,3 +223,25 @@ def test_nested_values_are_abbreviated_like_this() -> None:
     assert short([1, "x", [2, [3, [4]]]]) == "[1, 'x', [2, [...]]]"
     assert short([1, "y" * 70]) == f"[1, '{y}']"
     assert short([1, Long()]) == "[1, " + "o" * 30 + "..." + "o" * 31 + "]"
+
+
+def test_int64_bounds_both_sides() -> None:
+    """Ints within int64 stay ints (the extremes included); one past either end becomes
+    a string, in a sequence too (post-merge mutation survivors)."""
+    lo, hi = -(2**63), 2**63 - 1
+    assert clean_attributes({"a": lo, "b": hi}, "m") == {"a": lo, "b": hi}
+    out = clean_attributes({"a": lo - 1, "b": hi + 1}, "m")
+    assert out == {"a": str(lo - 1), "b": str(hi + 1)}
+    assert clean_attributes({"s": [lo, hi]}, "m") == {"s": (lo, hi)}
+    assert clean_attributes({"s": [lo - 1, 1]}, "m") == {"s": (str(lo - 1), "1")}
+
+
+def test_lone_surrogates_are_replaced(caplog: pytest.LogCaptureFixture) -> None:
+    """No exporter can encode a lone surrogate: U+FFFD instead, one warning; other
+    non-ASCII text is kept as is, silently."""
+    with caplog.at_level(logging.WARNING, logger="otel_aspects"):
+        assert clean_attributes({"k": "caf\u00e9"}, "m") == {"k": "caf\u00e9"}
+        assert caplog.records == []
+        assert clean_attributes({"k": "a\ud800b"}, "m") == {"k": "a\ufffdb"}
+        assert clean_attributes({"k\udfff": 1}, "m") == {"k\ufffd": 1}
+    assert len(caplog.records) == 2
