@@ -275,3 +275,14 @@ class TestBoundedMessages:
         monkeypatch.setattr(Path, "stat", small_stat)
         (message,) = validate_config_file(path)
         assert f"more than {config_module.MAX_CONFIG_BYTES} bytes" in message
+
+
+def test_at_most_200_problems_are_listed_then_one_count(tmp_path: Path) -> None:
+    entries = "".join(f"  - name: 'bad name {i}'\n" for i in range(203))
+    errors = validate_config_file(write(tmp_path, "counters:\n" + entries))
+    assert config_module.MAX_REPORTED_ERRORS == 200
+    assert len(errors) == 201
+    assert all("is not a valid OpenTelemetry instrument name" in e for e in errors[:200])
+    assert "3 more problem(s) not listed (only the first 200 are)" in errors[200]
+    exactly = "".join(f"  - name: 'bad name {i}'\n" for i in range(200))
+    assert len(validate_config_file(write(tmp_path, "counters:\n" + exactly))) == 200
