@@ -230,6 +230,9 @@ def test_int64_bounds_both_sides() -> None:
     a string, in a sequence too (post-merge mutation survivors)."""
     lo, hi = -(2**63), 2**63 - 1
     assert clean_attributes({"a": lo, "b": hi}, "m") == {"a": lo, "b": hi}
+    slow = clean_attributes({"a": lo, "b": hi, "c": Level.HIGH, "n": None}, "m")  # slow path
+    assert slow == {"a": lo, "b": hi, "c": 3} and [type(v) for v in slow.values()] == [int] * 3
+    assert clean_attributes({"a": lo - 1, "n": None}, "m") == {"a": str(lo - 1)}
     out = clean_attributes({"a": lo - 1, "b": hi + 1}, "m")
     assert out == {"a": str(lo - 1), "b": str(hi + 1)}
     assert clean_attributes({"s": [lo, hi]}, "m") == {"s": (lo, hi)}
