@@ -84,3 +84,13 @@ def test_a_cause_won_by_another_thread_while_waiting_for_the_lock() -> None:
         _warn._seen["values"].add("race")  # another thread won the cause meanwhile
     thread.join(5)
     assert results == [False]
+
+
+def test_short_repr_cuts_nested_mappings_at_its_depth() -> None:
+    """Post-merge survivors in short_repr: the depth limit holds for dict values as for
+    list items, and a cut mapping shows as ``{...}``."""
+    from otel_aspects._warn import short_repr
+
+    assert short_repr({"a": {"b": {"c": {"d": 1}}}}, 200) == "{'a': {'b': {'c': {...}}}}"
+    assert short_repr([{"k": {"x": {"y": 1}}}], 200) == "[{'k': {'x': {...}}}]"
+    assert short_repr({"a": [[[[1]]]]}, 200) == "{'a': [[[...]]]}"
