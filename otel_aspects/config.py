@@ -212,7 +212,7 @@ def register_config(config: MetricsConfig) -> None:
     a config registered twice is listed once and announced once.  A listener that
     raises is logged at DEBUG and never breaks the registration.
 
-    >>> register_config(MetricsConfig("svc"))  # doctest: +SKIP
+    >>> register_config(MetricsConfig("svc"))
     """
     if not isinstance(config, MetricsConfig):
         raise TypeError(

@@ -136,9 +136,9 @@ def counted(
 ) -> Timed:
     """Count calls by outcome (``status``, ``error_type``): a :class:`Timed` without histogram.
 
-    >>> @counted("requests_total", client=metrics)          # doctest: +SKIP
+    >>> @counted("requests_total", client=metrics)
     ... def handle(request): ...
-    >>> with counted("jobs_total", client=metrics):          # doctest: +SKIP
+    >>> with counted("jobs_total", client=metrics):
     ...     run_job()
     """
     return Timed(counter=counter, client=client, labels=labels, error_if=error_if)
@@ -209,9 +209,9 @@ def count_exceptions(
 
     Cancellation is not an ``Exception`` and is not counted unless asked for.
 
-    >>> @count_exceptions("errors_total", client=metrics)    # doctest: +SKIP
+    >>> @count_exceptions("errors_total", client=metrics)
     ... def parse(text): ...
-    >>> with count_exceptions("errors_total", client=metrics):  # doctest: +SKIP
+    >>> with count_exceptions("errors_total", client=metrics):
     ...     parse(text)
     """
     return ExceptionCounter(counter, client=client, exceptions=exceptions, labels=labels)
@@ -323,10 +323,10 @@ def track_inprogress(
     labels for both.  In a ``with`` block (no arguments) only static labels are
     used.  A generator is in flight from its first step to its end or close.
 
-    >>> @track_inprogress("requests_in_flight", client=metrics,    # doctest: +SKIP
+    >>> @track_inprogress("requests_in_flight", client=metrics,
     ...                   extract_labels=lambda request: {"route": request.route})
     ... async def handle(request): ...
-    >>> async with track_inprogress("jobs_in_flight", client=metrics):  # doctest: +SKIP
-    ...     await job()
+    >>> with track_inprogress("jobs_in_flight", client=metrics):  # also `async with`
+    ...     run_job()
     """
     return InProgress(up_down_counter, client=client, labels=labels, extract_labels=extract_labels)

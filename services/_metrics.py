@@ -29,7 +29,7 @@ from otel_aspects.metrics_client import (
 from otel_aspects.timing import Run, Timed
 from services._config import config_path
 
-__all__ = ("DomainMetrics", "Record", "TimedContext", "build_client")
+__all__ = ("Clock", "DomainMetrics", "Record", "TimedContext", "build_client")
 
 #: A ``record_func`` of :func:`otel_aspects.timed`: ``(duration_seconds, labels)``.
 Record = Callable[[float, dict[str, Any]], None]
@@ -44,11 +44,19 @@ def build_client(
     return create_metrics_client(service_name, config=config, meter_provider=meter_provider)
 
 
-class DomainMetrics:
-    """A service's domain recording functions over one metrics client."""
+#: A seconds clock for durations (``time.perf_counter`` when ``None``).
+Clock = Callable[[], float]
 
-    def __init__(self, client: OTelMetricsClient) -> None:
+
+class DomainMetrics:
+    """A service's domain recording functions over one metrics client.
+
+    *clock* is the seconds clock every timed block of the service reads (default
+    ``time.perf_counter``): a test gives a scripted one to pin bucket placement."""
+
+    def __init__(self, client: OTelMetricsClient, clock: Clock | None = None) -> None:
         self.client = client
+        self.clock = clock
 
     def count_and_time(
         self,
@@ -68,8 +76,10 @@ class TimedContext:
     """``with`` / ``async with`` over one :class:`~otel_aspects.Timed` run whose labels
     start as *labels* and can be changed inside the block (:meth:`_set`)."""
 
-    def __init__(self, record: Record, labels: Mapping[str, str] | None = None) -> None:
-        self._timed: Timed = timed(record_func=record, labels=labels)
+    def __init__(
+        self, record: Record, labels: Mapping[str, str] | None = None, clock: Clock | None = None
+    ) -> None:
+        self._timed: Timed = timed(record_func=record, labels=labels, clock=clock)
         self._run: Run | None = None
 
     def _set(self, key: str, value: str) -> None:

@@ -13,8 +13,10 @@ runs -- ``--keep-running`` keeps serving afterwards until Ctrl-C; an OTLP endpoi
 ``shutdown_metrics`` runs at the end, so the last export is not lost.
 
 ``--json`` prints progress to stderr and, after the workload, one JSON line on stdout:
-the operation counts and every recorded series (what the end-to-end tests compare with
-Prometheus and the OTLP receiver).
+the operation counts and the workload's own count of what it did (``workload``: per
+metric and label set, calls and outside durations; :class:`services.workload.Tally`),
+which the end-to-end tests compare with Prometheus and the OTLP receiver -- not what the
+library's reader holds.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from otel_aspects import setup_metrics, shutdown_metrics
 
 # Importing the workload imports both services' metrics modules, which load their YAML:
 # that happens before setup_metrics, so its Views (max_series) include them.
-from services._summary import collect, format_table, snapshot
-from services.workload import Stats, build_world, run_workload
+from services._summary import collect, format_table
+from services.workload import Stats, World, build_world, run_workload
 
 __all__ = ("main",)
 
@@ -85,7 +87,7 @@ async def _progress(stats: Stats, started: float, out: TextIO) -> None:
         )
 
 
-async def _run(args: argparse.Namespace, out: TextIO) -> Stats:
+async def _run(args: argparse.Namespace, out: TextIO) -> tuple[Stats, World]:
     world = await build_world(
         seed=args.seed, latency_scale=args.latency_scale, failure_rate=args.failure_rate
     )
@@ -108,7 +110,7 @@ async def _run(args: argparse.Namespace, out: TextIO) -> Stats:
         file=out,
         flush=True,
     )
-    return stats
+    return stats, world
 
 
 def _wait_forever(out: TextIO) -> None:
@@ -158,8 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if setup.prometheus_port is not None:
         print(f"Prometheus: http://127.0.0.1:{setup.prometheus_port}/metrics", file=out, flush=True)
     try:
-        stats = anyio.run(_run, args, out)
-        series = collect(reader)
+        stats, world = anyio.run(_run, args, out)
         if args.json:
             payload: dict[str, Any] = {
                 "ops": stats.ops,
@@ -167,12 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "by_op": dict(stats.by_op),
                 "prometheus_port": setup.prometheus_port,
                 "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                "series": snapshot(series),
+                "workload": world.tally.snapshot(),
             }
             print(json.dumps(payload), flush=True)
         else:
             print(file=out)
-            print(format_table(series), file=out, flush=True)
+            print(format_table(collect(reader)), file=out, flush=True)
         if args.keep_running and setup.prometheus_port is not None:
             _wait_forever(out)
     finally:

@@ -7,6 +7,11 @@ clients in an anyio task group until a deadline (or an operation budget): each c
 first runs every operation once (so every metric of both tables gets data), then picks
 operations at random with a seeded ``random.Random`` -- including some bad input
 (wrong passwords, unknown tools, forged tokens) so failures show up too.
+
+The workload counts what it did itself, in a :class:`Tally` (``World.tally``): per
+metric and label set the calls it made and how each ended, and for duration histograms
+how long each call took as seen from outside -- without any metrics reader.  The
+end-to-end tests compare what Prometheus and an OTLP receiver got with that count.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import functools
 import random
 import secrets
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, TypeVar
 
 import anyio
 
@@ -35,7 +42,9 @@ from services.registry.core.mcp import demo_backends
 from services.registry.core.registry import Registry, RegistryError
 from services.registry.utils.otel_metrics import RegistryMetrics
 
-__all__ = ("OPERATIONS", "Stats", "World", "build_world", "run_workload")
+__all__ = ("COUNTED", "OPERATIONS", "Stats", "Tally", "World", "build_world", "run_workload")
+
+T = TypeVar("T")
 
 #: Errors the services raise by design; anything else is a bug and propagates.
 EXPECTED_ERRORS = (AuthError, RegistryError, SimulatedFailure, ConnectionError)
@@ -66,12 +75,143 @@ class Stats:
     errors_by_op: Counter[str] = field(default_factory=Counter)
 
 
+REGISTRY, AUTH = "registry", "auth_server"  # the services' meter (scope) names
+
+#: The instruments of each counted domain: a counter, and its histogram when it has one.
+REGISTRY_OP = ("registry_operations_total", "registry_operation_duration_seconds")
+DISCOVERY = ("mcp_tool_discovery_total", "mcp_tool_discovery_duration_seconds")
+EXECUTION = ("mcp_tool_execution_total", "mcp_tool_execution_duration_seconds")
+AUTH_REQUEST = ("auth_requests_total", "auth_request_duration_seconds")
+MIDDLEWARE = ("auth_requests_total",)
+TOKEN_GENERATION = ("token_generations_total", "token_generation_duration_seconds")
+SESSION_VALIDATION = ("session_validations_total", "session_validation_duration_seconds")
+
+#: (scope, metric) pairs the :class:`Tally` counts completely: every call of the workload
+#: that the service records in them, with the labels and outcome the workload expects.
+COUNTED: frozenset[tuple[str, str]] = frozenset(
+    [(REGISTRY, m) for m in (*REGISTRY_OP, *DISCOVERY, *EXECUTION, *MIDDLEWARE)]
+    + [
+        (AUTH, m)
+        for m in (
+            *AUTH_REQUEST,
+            *TOKEN_GENERATION,
+            *SESSION_VALIDATION,
+            "token_refreshes_total",
+            "token_revocations_total",
+            "oauth_authorizations_total",
+            "oauth_callbacks_total",
+            "oauth_flow_duration_seconds",
+        )
+    ]
+)
+
+_MECHANISMS = {"Bearer": "jwt", "ApiKey": "api_key", "Basic": "basic"}
+
+Key = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+class Tally:
+    """What the workload did, counted by the workload: per ``(scope, metric, labels)``
+    the calls it made, and for ``*_seconds`` histograms each call's duration measured
+    around the call (so never less than what the service measured inside it)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[Key] = Counter()
+        self.seconds: defaultdict[Key, list[float]] = defaultdict(list)
+
+    def add(
+        self, scope: str, metrics: tuple[str, ...], labels: Mapping[str, str], seconds: float
+    ) -> None:
+        for metric in metrics:
+            key = (scope, metric, tuple(sorted(labels.items())))
+            self.counts[key] += 1
+            if metric.endswith("_seconds"):
+                self.seconds[key].append(seconds)
+
+    def op(self, scope: str, metrics: tuple[str, ...], **labels: str) -> _Op:
+        """``with tally.op(...) as op:`` around one call: ``status`` is ``failure`` if it
+        raises or ``op.fail()`` was called, ``cancelled`` if cancelled, else ``success``."""
+        return _Op(self, scope, metrics, labels)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """JSON-ready, sorted: ``scope``, ``metric``, ``labels``, ``count`` (and
+        ``seconds``, the list of outside durations, for histograms)."""
+        return [
+            {
+                "scope": scope,
+                "metric": metric,
+                "labels": dict(labels),
+                "count": count,
+                **({"seconds": self.seconds[key]} if metric.endswith("_seconds") else {}),
+            }
+            for key, count in sorted(self.counts.items())
+            for scope, metric, labels in [key]
+        ]
+
+
+class _Op:
+    def __init__(
+        self, tally: Tally, scope: str, metrics: tuple[str, ...], labels: dict[str, str]
+    ) -> None:
+        self.tally, self.scope, self.metrics, self.labels = tally, scope, metrics, labels
+        self.failed = False
+        self.started = 0.0
+
+    def fail(self) -> None:
+        self.failed = True
+
+    def __enter__(self) -> _Op:
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        seconds = time.perf_counter() - self.started
+        if exc_type is not None and issubclass(exc_type, anyio.get_cancelled_exc_class()):
+            status = "cancelled"
+        else:
+            status = "failure" if exc_type is not None or self.failed else "success"
+        self.tally.add(self.scope, self.metrics, {**self.labels, "status": status}, seconds)
+        return False
+
+
+async def through_registry(
+    registry: Registry, tally: Tally, header: str, call: Callable[[], Awaitable[T]]
+) -> T:
+    """``registry.handle(header, call)``, counting the authentication it does: in the
+    registry's middleware and in the auth server behind it, a success exactly when the
+    middleware lets the call through (timed from the start to that moment)."""
+    mechanism = _MECHANISMS.get(header.partition(" ")[0], "unknown")
+    reached: float | None = None
+
+    async def inner() -> T:
+        nonlocal reached
+        reached = time.perf_counter()
+        return await call()
+
+    started = time.perf_counter()
+    try:
+        return await registry.handle(header, inner)
+    finally:
+        seconds = (reached if reached is not None else time.perf_counter()) - started
+        labels = {"mechanism": mechanism, "status": "success" if reached is not None else "failure"}
+        tally.add(REGISTRY, MIDDLEWARE, labels, seconds)
+        tally.add(AUTH, AUTH_REQUEST, labels, seconds)
+
+
 @dataclass
 class World:
     auth: AuthServer
     registry: Registry
     api_keys: dict[str, str]
     rng: random.Random
+    tally: Tally = field(default_factory=Tally)
+    #: The demo servers whose registration succeeded.
+    servers: tuple[str, ...] = ()
 
 
 async def build_world(
@@ -105,23 +245,29 @@ async def build_world(
         simulation=sim,
     )
     admin = api_keys["ci-bot"]
+    tally = Tally()
+    registered: list[str] = []
     for name in SERVERS:
+        register = functools.partial(
+            registry.register_server,
+            name,
+            f"mem://{name}",
+            description=f"{name} MCP server",
+            tags=(name, "demo"),
+        )
+
+        async def counted_register(register: Callable[[], Awaitable[object]] = register) -> None:
+            with tally.op(REGISTRY, REGISTRY_OP, operation="create", resource_type="server"):
+                await register()
+
         for _attempt in range(5):  # registration may hit a simulated failure
             try:
-                await registry.handle(
-                    f"ApiKey {admin}",
-                    functools.partial(
-                        registry.register_server,
-                        name,
-                        f"mem://{name}",
-                        description=f"{name} MCP server",
-                        tags=(name, "demo"),
-                    ),
-                )
+                await through_registry(registry, tally, f"ApiKey {admin}", counted_register)
+                registered.append(name)
                 break
             except EXPECTED_ERRORS:
                 continue
-    return World(auth, registry, api_keys, rng)
+    return World(auth, registry, api_keys, rng, tally, tuple(registered))
 
 
 class _Client:
@@ -150,34 +296,60 @@ class _Client:
         assert self.tokens is not None
         return "Bearer " + self.tokens.access_token
 
-    async def _reg(self, call: Callable[[], Awaitable[object]]) -> None:
-        await self.w.registry.handle(await self._header(), call)
+    async def _reg(self, call: Callable[[], Awaitable[object]], header: str | None = None) -> None:
+        header = header or await self._header()
+        await through_registry(self.w.registry, self.w.tally, header, call)
+
+    def _registry_op(
+        self, operation: str, resource_type: str, call: Callable[[], Awaitable[object]]
+    ) -> Callable[[], Awaitable[None]]:
+        """*call*, counted as one registry operation."""
+
+        async def counted() -> None:
+            with self.w.tally.op(
+                REGISTRY, REGISTRY_OP, operation=operation, resource_type=resource_type
+            ):
+                await call()
+
+        return counted
 
     # ------------------------------------------------------------ auth server operations
 
+    async def _authenticate(self, header: str) -> Principal:
+        mechanism = _MECHANISMS[header.partition(" ")[0]]
+        with self.w.tally.op(AUTH, AUTH_REQUEST, mechanism=mechanism):
+            return await self.w.auth.authenticate(header)
+
+    async def _generate(
+        self, principal: Principal, scopes: tuple[str, ...] | None = None
+    ) -> TokenPair:
+        with self.w.tally.op(AUTH, TOKEN_GENERATION):
+            return await self.w.auth.generate_token(principal, scopes)
+
     async def login(self) -> None:
         password = USERS[self.user] if self.rng.random() > 0.05 else "wrong password"
-        self.principal = await self.w.auth.authenticate(basic_header(self.user, password))
-        self.tokens = await self.w.auth.generate_token(self.principal)
+        self.principal = await self._authenticate(basic_header(self.user, password))
+        self.tokens = await self._generate(self.principal)
 
     async def api_key_auth(self) -> None:
         key = self.rng.choice(list(self.w.api_keys.values()))
         if self.rng.random() < 0.05:
             key = "ak_" + secrets.token_urlsafe(32)
-        await self.w.auth.authenticate(f"ApiKey {key}")
+        await self._authenticate(f"ApiKey {key}")
 
     async def generate_scoped(self) -> None:
         if self.principal is None:
             await self.login()
         assert self.principal is not None
         scopes = ("read",) if self.rng.random() > 0.1 else ("admin",)
-        await self.w.auth.generate_token(self.principal, scopes)
+        await self._generate(self.principal, scopes)
 
     async def refresh(self) -> None:
         if self.tokens is None:
             await self.login()
         assert self.tokens is not None
-        self.tokens = await self.w.auth.refresh_token(self.tokens.refresh_token)
+        with self.w.tally.op(AUTH, ("token_refreshes_total",)):
+            self.tokens = await self.w.auth.refresh_token(self.tokens.refresh_token)
 
     async def revoke(self) -> None:
         if self.tokens is None:
@@ -186,10 +358,11 @@ class _Client:
         token, self.tokens = self.tokens.access_token, None
         if self.rng.random() < 0.1:
             token = token[:-4] + "AAAA"  # tampered: the revocation fails
-        await self.w.auth.revoke_token(token)
+        with self.w.tally.op(AUTH, ("token_revocations_total",)):
+            await self.w.auth.revoke_token(token)
 
     async def session_login(self) -> None:
-        principal = await self.w.auth.authenticate(basic_header(self.user, USERS[self.user]))
+        principal = await self._authenticate(basic_header(self.user, USERS[self.user]))
         if self.session is not None and self.rng.random() < 0.7:
             self.w.auth.end_session(self.session)
         self.session = await self.w.auth.create_session(principal)
@@ -199,65 +372,115 @@ class _Client:
             await self.session_login()
         assert self.session is not None
         session = self.session if self.rng.random() > 0.05 else secrets.token_urlsafe(32)
-        await self.w.auth.validate_session(session)
+        with self.w.tally.op(AUTH, SESSION_VALIDATION):
+            await self.w.auth.validate_session(session)
 
     async def oauth_flow(self) -> None:
-        auth = self.w.auth
+        auth, tally = self.w.auth, self.w.tally
         provider = auth.idp.name if self.rng.random() > 0.03 else "no-such-provider"
-        url = await auth.oauth_authorize(provider)
-        await anyio.sleep(0.0)  # the browser follows the redirect
-        password = USERS[self.user] if self.rng.random() > 0.05 else "guess"
-        redirect = await auth.idp.login(url, self.user, password)
-        params = auth.callback_params(redirect)
-        session = await auth.oauth_callback(
-            provider,
-            state=params.get("state", ""),
-            code=params.get("code"),
-            error=params.get("error"),
-        )
+        # The flow is timed from the authorization request to the end of the callback.
+        with tally.op(AUTH, ("oauth_flow_duration_seconds",)):
+            with tally.op(AUTH, ("oauth_authorizations_total",)):
+                url = await auth.oauth_authorize(provider)
+            await anyio.sleep(0.0)  # the browser follows the redirect
+            password = USERS[self.user] if self.rng.random() > 0.05 else "guess"
+            redirect = await auth.idp.login(url, self.user, password)
+            params = auth.callback_params(redirect)
+            with tally.op(AUTH, ("oauth_callbacks_total",)):
+                session = await auth.oauth_callback(
+                    provider,
+                    state=params.get("state", ""),
+                    code=params.get("code"),
+                    error=params.get("error"),
+                )
         auth.end_session(session)
 
     # ------------------------------------------------------------ registry operations
 
     async def list_servers(self) -> None:
-        await self._reg(self.w.registry.list_servers)
+        await self._reg(self._registry_op("list", "server", self.w.registry.list_servers))
 
     async def get_server(self) -> None:
         name = self._server() if self.rng.random() > 0.05 else "no-such-server"
-        await self._reg(lambda: self.w.registry.get_server(name))
+        await self._reg(
+            self._registry_op("read", "server", lambda: self.w.registry.get_server(name))
+        )
 
     async def search_servers(self) -> None:
         query = self.rng.choice(("wea", "file", "demo", "git", "zzz"))
-        await self._reg(lambda: self.w.registry.search_servers(query))
+        search = self._registry_op(
+            "search", "server", lambda: self.w.registry.search_servers(query)
+        )
+        await self._reg(search)
 
     async def list_tools(self) -> None:
         server = self._server() if self.rng.random() > 0.5 else None
-        await self._reg(lambda: self.w.registry.list_tools(server))
+        await self._reg(
+            self._registry_op("list", "tool", lambda: self.w.registry.list_tools(server))
+        )
 
     async def get_tool(self) -> None:
         server = self._server()
         tools = self.w.registry.tool_names(server)
         tool = self.rng.choice(tools) if tools and self.rng.random() > 0.05 else "no_such_tool"
-        await self._reg(lambda: self.w.registry.get_tool(server, tool))
+
+        async def lookup() -> None:
+            # Found: labelled with its name; not found (or no such server): "unknown".
+            with self.w.tally.op(REGISTRY, DISCOVERY, tool_name="unknown", source="lookup") as op:
+                await self.w.registry.get_tool(server, tool)
+                op.labels["tool_name"] = tool
+
+        await self._reg(self._registry_op("read", "tool", lookup))
 
     async def search_tools(self) -> None:
         query = self.rng.choice(("read", "issue", "query", "forecast", "nothing"))
-        await self._reg(lambda: self.w.registry.search_tools(query))
+
+        async def search() -> None:
+            with self.w.tally.op(REGISTRY, DISCOVERY, tool_name="search", source="search"):
+                await self.w.registry.search_tools(query)
+
+        await self._reg(self._registry_op("search", "tool", search))
 
     def _tool(self, server: str) -> str:
         tools = self.w.registry.tool_names(server)
         return self.rng.choice(tools) if tools and self.rng.random() > 0.03 else "no_such_tool"
 
+    def _execution(self, server: str, tool: str, method: str) -> _Op:
+        """One tool execution, labelled as the registry must: names it has registered,
+        else ``unknown``."""
+        registered = server in self.w.servers
+        return self.w.tally.op(
+            REGISTRY,
+            EXECUTION,
+            tool_name=tool
+            if registered and tool in self.w.registry.tool_names(server)
+            else "unknown",
+            server_name=server if registered else "unknown",
+            method=method,
+        )
+
     async def execute_tool(self) -> None:
         server = self._server()
         tool = self._tool(server)
-        await self._reg(lambda: self.w.registry.execute_tool(server, tool, {"q": "x"}))
+
+        async def execute() -> None:
+            with self._execution(server, tool, "execute"):
+                await self.w.registry.execute_tool(server, tool, {"q": "x"})
+
+        await self._reg(execute)
 
     async def proxy_call(self) -> None:
         server = self._server()
         tool = self._tool(server)
         message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool}}
-        await self._reg(lambda: self.w.registry.proxy_request(server, message))
+
+        async def call() -> None:
+            with self._execution(server, tool, "proxy") as op:
+                response = await self.w.registry.proxy_request(server, message)
+                if "error" in response or (response.get("result") or {}).get("isError"):
+                    op.fail()  # relayed as is; a failed execution all the same
+
+        await self._reg(call)
 
     async def proxy_ping(self) -> None:
         server = self._server()
@@ -281,8 +504,13 @@ class _Client:
         url = f"mem://{self._server()}" if self.rng.random() > 0.1 else "mem://offline"
         registry = self.w.registry
         header = "ApiKey " + self.w.api_keys["ci-bot"]
-        await registry.handle(header, lambda: registry.register_server(name, url))
-        await registry.handle(header, lambda: registry.delete_server(name))
+        await self._reg(
+            self._registry_op("create", "server", lambda: registry.register_server(name, url)),
+            header,
+        )
+        await self._reg(
+            self._registry_op("delete", "server", lambda: registry.delete_server(name)), header
+        )
 
 
 #: Operation name -> weight.

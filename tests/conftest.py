@@ -10,6 +10,10 @@ import pytest
 from otel_aspects._warn import reset_warned
 from otel_aspects.config import clear_loaded_configs
 
+# Not test modules, and not import-safe or not meant for --doctest-modules (setup.cfg):
+# child-process scripts, mypy-only files, the mutation runner.
+collect_ignore = ["_children", "typing", "mutation"]
+
 
 @pytest.fixture(autouse=True)
 def _fresh_otel_aspects_state() -> Iterator[None]:

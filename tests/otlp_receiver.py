@@ -76,6 +76,7 @@ class Point:
     monotonic: bool | None = None
     start_time_unix_nano: int = 0
     time_unix_nano: int = 0
+    scope: str = ""  # the instrumentation scope (meter) name
 
 
 class OtlpReceiver:
@@ -196,6 +197,9 @@ class OtlpReceiver:
 
     def metrics(self, name: str) -> list[tuple[dict[str, Any], Metric]]:
         """Every received ``Metric`` called *name*, with its resource attributes."""
+        return [(resource, metric) for resource, _scope, metric in self._scoped(name)]
+
+    def _scoped(self, name: str) -> list[tuple[dict[str, Any], str, Metric]]:
         with self._lock:
             requests = list(self.metrics_requests)
         found = []
@@ -205,7 +209,7 @@ class OtlpReceiver:
                 for sm in rm.scope_metrics:
                     for metric in sm.metrics:
                         if metric.name == name:
-                            found.append((resource, metric))
+                            found.append((resource, sm.scope.name, metric))
         return found
 
     def points(
@@ -213,11 +217,11 @@ class OtlpReceiver:
     ) -> list[Point]:
         """Data points of *name* whose attributes include *attributes*.
 
-        With ``latest=True`` only the last point per (resource instance, attribute
-        set) is kept: with cumulative temporality that is the current total.
+        With ``latest=True`` only the last point per (resource instance, scope,
+        attribute set) is kept: with cumulative temporality that is the current total.
         """
         out: list[Point] = []
-        for resource, metric in self.metrics(name):
+        for resource, scope, metric in self._scoped(name):
             kind = metric.WhichOneof("data")
             assert kind is not None
             data = getattr(metric, kind)
@@ -231,6 +235,7 @@ class OtlpReceiver:
                     "kind": kind,
                     "attributes": attrs,
                     "resource": resource,
+                    "scope": scope,
                     "start_time_unix_nano": dp.start_time_unix_nano,
                     "time_unix_nano": dp.time_unix_nano,
                 }
@@ -258,6 +263,7 @@ class OtlpReceiver:
             for p in out:
                 key = (
                     p.resource.get("service.instance.id"),
+                    p.scope,
                     tuple(sorted(p.attributes.items())),
                 )
                 last[key] = p

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_default_buckets
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -75,10 +76,10 @@ class TestRecording:
             client.record_histogram("latency_seconds", v)
         data = histogram_data(metrics_reader, "latency_seconds")
         assert data is not None
-        assert data.boundaries == DEFAULT_SECONDS_BUCKETS
+        assert data.boundaries == DEFAULT_SECONDS_BUCKETS == test_default_buckets.EXPECTED
         assert data.count == 4 and data.sum == pytest.approx(3.403)
-        assert data.bucket_counts[0] == 1  # <= 0.005
-        assert data.bucket_counts[DEFAULT_SECONDS_BUCKETS.index(0.25)] == 2
+        # 0.003 <= 0.005; 0.2 in (0.1, 0.25]; 3.0 in (2.5, 5]
+        assert data.bucket_counts == (1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1, 0, 0, 0)
 
     def test_histogram_custom_buckets(
         self, client: OTelMetricsClient, metrics_reader: InMemoryMetricReader
@@ -150,7 +151,9 @@ class TestDisabledAndUndeclared:
                 client.record_metric("off_total", 1)
                 client.record_counter("undeclared_total")
         assert warnings(caplog) == []
-        assert len([r for r in caplog.records if r.name.startswith("otel_aspects")]) <= 2
+        ours = [r.getMessage() for r in caplog.records if r.name.startswith("otel_aspects")]
+        assert len(ours) == 2  # one DEBUG line per name, not per call
+        assert "'off_total'" in ours[0] and "'undeclared_total'" in ours[1]
         assert metric_points(metrics_reader, "off_total") == []
         assert client.get_counter("off_total") is None
 
@@ -163,15 +166,21 @@ class TestDisabledAndUndeclared:
         self, client: OTelMetricsClient, metrics_reader: InMemoryMetricReader
     ) -> None:
         """create_* registers a metric that is not in the config (seed API)."""
-        assert client.create_counter("extra_total", "extra", "1") is not None
-        assert client.create_histogram("extra_seconds") is not None
-        assert client.create_gauge("extra_gauge") is not None
-        assert client.create_up_down_counter("extra_udc") is not None
+        created = [
+            (client.create_counter("extra_total", "extra", "1"), "add"),
+            (client.create_histogram("extra_seconds"), "record"),
+            (client.create_gauge("extra_gauge"), "set"),
+            (client.create_up_down_counter("extra_udc"), "add"),
+        ]
+        for instrument, method in created:  # an instrument of that kind, whatever engine
+            assert callable(getattr(instrument, method, None)), instrument
+        names = [getattr(instrument, "name", None) for instrument, _ in created]
+        assert names == ["extra_total", "extra_seconds", "extra_gauge", "extra_udc"]
         client.record_counter("extra_total", 4)
         client.record_histogram("extra_seconds", 0.01)
         assert counter_value(metrics_reader, "extra_total") == 4
         data = histogram_data(metrics_reader, "extra_seconds")
-        assert data is not None and data.boundaries == DEFAULT_SECONDS_BUCKETS
+        assert data is not None and data.boundaries == test_default_buckets.EXPECTED
         assert client.spec("extra_udc") == MetricSpec("up_down_counter", "extra_udc")
 
     def test_create_returns_the_existing_instrument(self, client: OTelMetricsClient) -> None:
@@ -272,10 +281,20 @@ class TestProtection:
         self, client: OTelMetricsClient, caplog: pytest.LogCaptureFixture
     ) -> None:
         """PITFALL: get_* return None (never raise) for disabled, undeclared, wrong kind."""
-        assert client.get_counter("requests_total") is not None
-        assert client.get_histogram("latency_seconds") is not None
-        assert client.get_gauge("temperature") is not None
-        assert client.get_up_down_counter("in_flight") is not None
+        got = [
+            (client.get_counter("requests_total"), "add", "requests_total"),
+            (client.get_histogram("latency_seconds"), "record", "latency_seconds"),
+            (client.get_gauge("temperature"), "set", "temperature"),
+            (client.get_up_down_counter("in_flight"), "add", "in_flight"),
+        ]
+        for instrument, method, name in got:  # that kind (its method) and that name
+            assert callable(getattr(instrument, method, None)), instrument
+            assert getattr(instrument, "name", None) == name
+        kinds = [getattr(instrument, "kind", None) for instrument, _, _ in got]
+        assert kinds in (
+            ["counter", "histogram", "gauge", "up_down_counter"],  # otel_aspects' engine
+            [None, None, None, None],  # the SDK's own instruments
+        )
         with caplog.at_level(logging.DEBUG):
             assert client.get_counter("off_total") is None
             assert client.get_counter("nope") is None

@@ -87,8 +87,11 @@ def is_valid_non_negative(value: Any) -> bool:
 @SETTINGS
 @given(calls=st.lists(st.tuples(names, values, attribute_maps), max_size=10))
 def test_no_method_raises(calls: list[tuple[Any, Any, Any]]) -> None:
-    """Whatever name, value and attributes, no client method raises."""
-    client, _, provider = fresh()
+    """Whatever name, value and attributes, no client method raises, and what reaches the
+    SDK is sane: nothing under the ``capture: false`` name, only declared or created
+    names, OTel-valid attribute sets, finite non-negative counter and histogram data;
+    a getter returns ``None`` or the instrument of exactly that name."""
+    client, reader, provider = fresh()
     try:
         for name, value, attributes in calls:
             client.record_counter(name, value, attributes)
@@ -96,16 +99,42 @@ def test_no_method_raises(calls: list[tuple[Any, Any, Any]]) -> None:
             client.record_gauge(name, value, attributes)
             client.record_up_down_counter(name, value, attributes)
             client.record_metric(name, value, attributes)
-            client.get_counter(name)
-            client.get_histogram(name)
-            client.get_gauge(name)
-            client.get_up_down_counter(name)
-            client.is_enabled(name)
-            client.spec(name)
+            for got in (
+                client.get_counter(name),
+                client.get_histogram(name),
+                client.get_gauge(name),
+                client.get_up_down_counter(name),
+            ):
+                assert got is None or got.name == name  # type: ignore[attr-defined]
+            spec = client.spec(name)
+            assert client.is_enabled(name) is (spec is not None and spec.capture)
             client.create_counter(name, value, attributes)
             client.create_histogram(name, value, attributes, value)
+        assert not client.is_enabled("off") and client.get_counter("off") is None
+        allowed = {"c", "h", "g", "u"} | {n for n, _, _ in calls if isinstance(n, str)}
+        data = reader.get_metrics_data()
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    assert metric.name != "off" and metric.name in allowed, metric.name
+                    for point in metric.data.data_points:
+                        assert_valid_attributes(dict(point.attributes or {}))
+                        if metric.name in ("c", "h"):
+                            number = getattr(point, "value", getattr(point, "sum", 0))
+                            # finite inputs only, but a sum may overflow to inf
+                            assert number >= 0, (metric.name, number)  # NaN fails too
     finally:
         provider.shutdown()
+
+
+def assert_valid_attributes(attributes: dict[str, Any]) -> None:
+    for key, value in attributes.items():
+        assert type(key) is str and 0 < len(key) <= 256
+        if isinstance(value, tuple):
+            assert len(value) <= 32 and len({type(v) for v in value}) <= 1
+        else:
+            assert type(value) in (str, bool, int, float) and value == value  # no NaN
+            assert not isinstance(value, str) or len(value) <= 256
 
 
 @SETTINGS

@@ -11,6 +11,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+import test_default_buckets
 import yaml
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -118,7 +119,7 @@ class TestValidFile:
         assert m["b"].buckets == DEFAULT_SECONDS_BUCKETS
         assert m["c"].buckets is None
         assert m["d_seconds"].buckets == (1.0, 2.5, 10.0)
-        assert DEFAULT_SECONDS_BUCKETS[0] == 0.005 and DEFAULT_SECONDS_BUCKETS[-1] == 10.0
+        assert DEFAULT_SECONDS_BUCKETS == test_default_buckets.EXPECTED  # by value, every edge
 
     def test_unquoted_unit_number_is_accepted(self, tmp_path: Path) -> None:
         """`unit: 1` (a YAML int) means the unit "1"."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from services._summary import bucket_quantile
+from services.workload import COUNTED
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,7 +99,15 @@ def test_demo_json_mode() -> None:
     payload = json.loads(proc.stdout.strip().splitlines()[-1])
     assert payload["ops"] == sum(payload["by_op"].values()) > 0
     assert "operations:" in proc.stderr
-    series = payload["series"]
-    for s in series:
-        if s["kind"] == "histogram":
-            assert sum(s["bucket_counts"]) == s["value"]
+    # The workload's own count: one authorization request and one flow per oauth_flow
+    # operation; one outside duration per histogram call, each positive.
+    workload = payload["workload"]
+    assert {(e["scope"], e["metric"]) for e in workload} <= COUNTED
+    per_metric: dict[str, int] = {}
+    for e in workload:
+        per_metric[e["metric"]] = per_metric.get(e["metric"], 0) + e["count"]
+        if e["metric"].endswith("_seconds"):
+            assert len(e["seconds"]) == e["count"] and min(e["seconds"]) > 0
+    flows = payload["by_op"]["oauth_flow"]
+    assert per_metric["oauth_authorizations_total"] == flows > 0
+    assert per_metric["oauth_flow_duration_seconds"] == flows

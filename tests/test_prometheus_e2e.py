@@ -4,7 +4,9 @@ The demo runs in a subprocess (``--json --keep-running`` with the Prometheus exp
 a free loopback port), prints what it recorded as JSON, and keeps serving.  A real
 ``prometheus`` (Debian's package) on loopback scrapes it every second; the test then
 asks Prometheus' HTTP API, with PromQL, for counter values, ``_bucket`` counts and
-``histogram_quantile``, and compares them with the demo's own numbers.  A missing
+``histogram_quantile``, and compares them with what the workload counted itself
+(``payload["workload"]``: calls per metric and label set, timed from outside), never
+with a metrics reader of the library.  A missing
 ``prometheus`` binary fails the test (``make system-deps`` installs it).
 """
 
@@ -25,8 +27,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _workload_checks import (
+    Key,
+    assert_buckets_consistent,
+    assert_same_series,
+    assert_sum_bounded,
+    expected_counts,
+    expected_seconds,
+    key,
+    only,
+)
 
 from services._summary import bucket_quantile
+from services.workload import COUNTED
 
 pytestmark = pytest.mark.e2e
 
@@ -76,16 +89,24 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
     pytest.fail(f"timed out waiting for {what}: {last!r}")
 
 
-def key(scope: str, metric: str, labels: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        scope,
-        metric,
-        tuple(sorted((k, str(v)) for k, v in labels.items() if k not in IGNORED)),
-    )
+def rows(result: list[dict[str, Any]], metric: str, drop: tuple[str, ...] = ()) -> dict[Key, float]:
+    """PromQL rows of *metric* by (scope, metric, labels): the target's and the scope's
+    own labels (``job``, ``instance``, ``otel_scope_*``) and *drop* left out."""
+    out: dict[Key, float] = {}
+    for row in result:
+        labels = row["metric"]
+        scope = labels["otel_scope_name"]
+        mine = {n: v for n, v in labels.items() if n not in IGNORED and n != "__name__"}
+        mine = {n: v for n, v in mine.items() if n not in drop}
+        k = key(scope, metric, mine)
+        assert k not in out, k  # one row per series
+        out[k] = float(row["value"][1])
+    return out
 
 
 def test_prometheus_scrapes_what_the_workload_recorded(tmp_path: Path) -> None:
-    """Counter values, bucket counts and histogram_quantile in Prometheus match the demo."""
+    """PromQL returns exactly the workload's series and counts; buckets, sums and
+    histogram_quantile agree with its own timings."""
     binary = prometheus_binary()
     prom_port, demo_port = free_port(), free_port()
     (tmp_path / "prometheus.yml").write_text(
@@ -137,7 +158,9 @@ def test_prometheus_scrapes_what_the_workload_recorded(tmp_path: Path) -> None:
         )
         payload = json.loads(lines[0])
         assert payload["prometheus_port"] == demo_port and payload["ops"] > 100
-        expected = {key(s["scope"], s["metric"], s["labels"]): s for s in payload["series"]}
+        workload = payload["workload"]
+        expected = expected_counts(workload)
+        outside = expected_seconds(workload)
 
         # The exporter's names: counters keep `_total`, seconds histograms `_seconds_bucket`.
         with urllib.request.urlopen(f"http://127.0.0.1:{demo_port}/metrics", timeout=5) as r:
@@ -145,67 +168,58 @@ def test_prometheus_scrapes_what_the_workload_recorded(tmp_path: Path) -> None:
         assert "\nauth_requests_total{" in text
         assert "\nmcp_tool_execution_duration_seconds_bucket{" in text
 
-        total_ops = sum(
-            s["value"] for s in payload["series"] if s["metric"] == "registry_operations_total"
-        )
+        total_ops = sum(n for k, n in expected.items() if k[1] == "registry_operations_total")
+        # The demo prints its JSON after the workload has ended: a scrape that started
+        # later holds every final count (one metric at its final value is not enough: other
+        # clients may still have been at work when it got there).
+        printed = time.time()
 
-        def scraped_final() -> bool | float:
+        def scraped_final() -> bool | tuple[float, float]:
             got = query(prom_port, "sum(registry_operations_total)")
             value = float(got[0]["value"][1]) if got else -1.0
-            return value == total_ops or value
+            up = query(prom_port, 'timestamp(up{job="demo"})')
+            scraped_at = float(up[0]["value"][1]) if up else 0.0
+            return (value == total_ops and scraped_at > printed + 0.1) or (value, scraped_at)
 
         wait_until(scraped_final, 20, "Prometheus to scrape the final counts")
 
-        # Every counter series, value for value.
-        checked = 0
-        for metric in (
-            "registry_operations_total",
-            "auth_requests_total",
-            "mcp_tool_execution_total",
-            "oauth_callbacks_total",
-        ):
-            for row in query(prom_port, metric):
-                labels = row["metric"]
-                k = key(
-                    labels["otel_scope_name"],
-                    metric,
-                    {n: v for n, v in labels.items() if n != "__name__"},
-                )
-                assert k in expected, k
-                assert float(row["value"][1]) == expected[k]["value"], k
-                checked += 1
-        assert checked >= 10
-
-        # Histograms: _count, every _bucket (cumulative, `le`), and histogram_quantile.
-        for metric in (
-            "mcp_tool_execution_duration_seconds",
-            "oauth_flow_duration_seconds",
-            "auth_request_duration_seconds",
-        ):
-            mine = [s for s in payload["series"] if s["metric"] == metric]
-            assert mine
-            for row in query(prom_port, f"{metric}_count"):
-                labels = {n: v for n, v in row["metric"].items() if n != "__name__"}
-                exp = expected[key(labels["otel_scope_name"], metric, labels)]
-                assert float(row["value"][1]) == exp["value"]
-            buckets: dict[tuple[Any, ...], dict[float, float]] = {}
-            for row in query(prom_port, f"{metric}_bucket"):
-                labels = {n: v for n, v in row["metric"].items() if n not in ("__name__", "le")}
-                k = key(labels["otel_scope_name"], metric, labels)
-                buckets.setdefault(k, {})[float(row["metric"]["le"])] = float(row["value"][1])
+        # Every counted metric: PromQL returns exactly the workload's label sets, each
+        # with the workload's count (counters: the value; histograms: `_count` and the
+        # `+Inf` bucket), buckets and sums consistent with the workload's own timings.
+        counters = sorted({m for _, m in COUNTED if not m.endswith("_seconds")})
+        histograms = sorted({m for _, m in COUNTED if m.endswith("_seconds")})
+        for metric in counters:
+            assert_same_series(metric, rows(query(prom_port, metric), metric), expected)
+        for metric in histograms:
+            assert_same_series(metric, rows(query(prom_port, f"{metric}_count"), metric), expected)
+            sums = rows(query(prom_port, f"{metric}_sum"), metric)
+            assert set(sums) == set(only(metric, expected)), metric
+            for k, total in sums.items():
+                assert_sum_bounded(k, total, outside[k])
+            buckets: dict[Key, dict[float, float]] = {}
+            bucket_rows = query(prom_port, f"{metric}_bucket")
+            for row in bucket_rows:
+                le = float(row["metric"]["le"])
+                (k,) = rows([row], metric, drop=("le",))
+                buckets.setdefault(k, {})[le] = float(row["value"][1])
+            assert set(buckets) == set(only(metric, expected)), metric
             for k, by_le in buckets.items():
-                exp = expected[k]
-                cumulative = 0
-                for bound, count in zip(
-                    [*exp["bounds"], math.inf], exp["bucket_counts"], strict=True
-                ):
-                    cumulative += count
-                    assert by_le[float(bound)] == cumulative, (k, bound)
-            for row in query(prom_port, f"histogram_quantile(0.5, {metric}_bucket)"):
-                labels = {n: v for n, v in row["metric"].items() if n != "__name__"}
-                exp = expected[key(labels["otel_scope_name"], metric, labels)]
-                mine_q = bucket_quantile(0.5, exp["bounds"], exp["bucket_counts"])
-                assert float(row["value"][1]) == pytest.approx(mine_q, rel=1e-9), labels
+                assert_buckets_consistent(k, by_le, outside[k])
+            # histogram_quantile over the scraped buckets: the demo's arithmetic
+            # (services._summary.bucket_quantile) agrees with Prometheus', and the median
+            # is not above the bucket edge of the workload's own median duration.
+            medians = rows(query(prom_port, f"histogram_quantile(0.5, {metric}_bucket)"), metric)
+            assert set(medians) == set(buckets), metric
+            for k, median in medians.items():
+                bounds = sorted(le for le in buckets[k] if le != math.inf)
+                cumulative = [buckets[k][le] for le in [*bounds, math.inf]]
+                counts = [
+                    int(c - p) for c, p in zip(cumulative, [0.0, *cumulative[:-1]], strict=True)
+                ]
+                assert median == pytest.approx(bucket_quantile(0.5, bounds, counts), rel=1e-9), k
+                mine = sorted(outside[k])[(len(outside[k]) - 1) // 2]
+                edge = next((b for b in bounds if b >= mine), bounds[-1])
+                assert median <= edge * (1 + 1e-9), (k, median, mine)
     finally:
         demo.terminate()
         prom.terminate()

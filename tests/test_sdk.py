@@ -210,13 +210,14 @@ class TestBadSettings:
         serving (the earlier code closed its server, then crashed on bind)."""
         first = setup_metrics("svc", exporters="prometheus", prometheus_port=0)
         assert first.prometheus_port
+        first.meter_provider.get_meter("m").create_counter("alive_total").add(3)
         with pytest.raises(ValueError, match="prometheus_port"):
             setup_metrics("svc", exporters="prometheus", prometheus_port=port)  # type: ignore[arg-type]
         assert current_setup() is first and first.active
         body = urllib.request.urlopen(
             f"http://127.0.0.1:{first.prometheus_port}/metrics", timeout=5
         ).read()
-        assert body is not None
+        assert re.search(rb"\nalive_total\{[^}]*\} 3\.0\n", body), body  # still serving
 
     @pytest.mark.parametrize("raw", ["0", "-5", "abc", "inf"])
     def test_bad_export_interval_variable_logs_and_uses_default(

@@ -8,6 +8,7 @@ memory bounded.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -16,8 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from otlp_receiver import OtlpReceiver
+from _workload_checks import (
+    Key,
+    assert_buckets_consistent,
+    assert_same_series,
+    assert_sum_bounded,
+    expected_counts,
+    expected_seconds,
+    key,
+)
+from otlp_receiver import OtlpReceiver, Point
 from test_services_registry import SEED_TABLES
+
+from services.workload import COUNTED
 
 pytestmark = pytest.mark.e2e
 
@@ -51,6 +63,17 @@ def run_demo(
     return json.loads(out.strip().splitlines()[-1]), err
 
 
+def latest(rx: OtlpReceiver, metric: str) -> dict[Key, Point]:
+    """The last cumulative point of *metric* per (scope, label set): the demo is one process."""
+    points = rx.points(metric, latest=True)
+    assert len({p.resource.get("service.instance.id") for p in points}) <= 1
+    return {key(p.scope, metric, p.attributes): p for p in points}
+
+
+def value(p: Point) -> float:
+    return float(p.count if p.kind == "histogram" else p.value)  # type: ignore[arg-type]
+
+
 def outage_warnings(stderr: str) -> list[str]:
     return [
         line for line in stderr.splitlines() if line.startswith("WARNING") and "failing" in line
@@ -58,19 +81,31 @@ def outage_warnings(stderr: str) -> list[str]:
 
 
 def test_every_table_metric_arrives_with_its_labels() -> None:
-    """All 23 distinct metric names arrive, each point with exactly its table's labels,
-    and the final totals equal what the workload recorded."""
+    """All 23 distinct metric names arrive, each point with exactly its table's labels;
+    every metric the workload counts arrives with exactly its label sets and counts,
+    histogram buckets and sums consistent with the workload's own timings."""
     with OtlpReceiver() as rx:
         payload, err = run_demo(rx.endpoint)
         assert not outage_warnings(err)
-        for table in SEED_TABLES.values():
+        for service, table in SEED_TABLES.items():
             for name, (_kind, labels) in table.items():
-                points = rx.points(name)
-                assert points, f"{name} never arrived"
+                points = [p for p in rx.points(name) if p.scope == service]
+                assert points, f"{service}: {name} never arrived"
                 assert all(set(p.attributes) == labels for p in points), name
-        for metric in ("registry_operations_total", "session_validations_total"):
-            recorded = sum(s["value"] for s in payload["series"] if s["metric"] == metric)
-            assert rx.total(metric) == recorded
+        expected = expected_counts(payload["workload"])
+        outside = expected_seconds(payload["workload"])
+        for metric in sorted({m for _, m in COUNTED}):
+            got = latest(rx, metric)
+            assert_same_series(metric, {k: value(p) for k, p in got.items()}, expected)
+            for k, p in got.items():
+                if p.kind != "histogram":
+                    continue
+                running, cumulative = 0, {}
+                for bound, n in zip([*p.boundaries, math.inf], p.bucket_counts, strict=True):
+                    running += n
+                    cumulative[float(bound)] = running
+                assert_buckets_consistent(k, cumulative, outside[k])
+                assert_sum_bounded(k, float(p.sum or 0.0), outside[k])
 
 
 def test_receiver_outages_do_not_slow_the_workload() -> None:
@@ -90,10 +125,10 @@ def test_receiver_outages_do_not_slow_the_workload() -> None:
         # Down for longer than one export's retries (the SDK retries within its timeout).
         back, err = run_demo(rx.endpoint, duration="4", during=rx.start, delay=3.5)
         assert len(outage_warnings(err)) == 1, err
-        recorded = sum(
-            s["value"] for s in back["series"] if s["metric"] == "registry_operations_total"
-        )
-        assert rx.total("registry_operations_total") == recorded
+        expected = expected_counts(back["workload"])
+        recovered = latest(rx, "registry_operations_total")
+        got = {k: value(p) for k, p in recovered.items()}
+        assert_same_series("registry_operations_total", got, expected)
 
     for run in (rejected, back):
         assert run["ops"] > 0.5 * baseline["ops"], (run["ops"], baseline["ops"])

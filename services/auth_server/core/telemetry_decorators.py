@@ -61,7 +61,7 @@ class AuthRequestContext(TimedContext):
                 str(labels.get("mechanism", "unknown")), labels["status"], duration
             )
 
-        super().__init__(record, {"mechanism": mechanism})
+        super().__init__(record, {"mechanism": mechanism}, metrics.clock)
 
     def set_mechanism(self, mechanism: str) -> None:
         """The mechanism, once known (bounded to jwt/api_key/basic, else ``unknown``)."""
@@ -88,7 +88,7 @@ def oauth_flow_timer(metrics: AuthServerMetrics) -> Timed:
     def record(duration: float, labels: dict[str, Any]) -> None:
         metrics.record_oauth_flow(labels.get(_FLOW_STATUS, labels["status"]), duration)
 
-    return timed(record_func=record)
+    return timed(record_func=record, clock=metrics.clock)
 
 
 class OAuthCallbackContext(TimedContext):
@@ -105,7 +105,7 @@ class OAuthCallbackContext(TimedContext):
             if self._flow is not None:
                 self._flow.stop(labels={_FLOW_STATUS: status})
 
-        super().__init__(record)
+        super().__init__(record, clock=metrics.clock)
 
     def set_flow(self, flow: Run) -> None:
         """The flow's measurement, started by :func:`oauth_flow_timer` at its
@@ -128,7 +128,7 @@ def _measured(
     def decorate(method: AsyncMethod[S, P, R]) -> AsyncMethod[S, P, R]:
         @functools.wraps(method)
         async def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
-            with timed(record_func=make_record(self.metrics)):
+            with timed(record_func=make_record(self.metrics), clock=self.metrics.clock):
                 return await method(self, *args, **kwargs)
 
         return wrapper

@@ -33,7 +33,7 @@ from __future__ import annotations
 from opentelemetry.metrics import MeterProvider
 
 from services._labels import one_of, outcome
-from services._metrics import DomainMetrics, build_client
+from services._metrics import Clock, DomainMetrics, build_client
 
 __all__ = (
     "MECHANISMS",
@@ -122,9 +122,12 @@ class AuthServerMetrics(DomainMetrics):
         )
 
 
-def build_metrics(meter_provider: MeterProvider | None = None) -> AuthServerMetrics:
-    """A fresh :class:`AuthServerMetrics` on *meter_provider* (default: the global one)."""
-    return AuthServerMetrics(build_client(SERVICE_NAME, meter_provider))
+def build_metrics(
+    meter_provider: MeterProvider | None = None, *, clock: Clock | None = None
+) -> AuthServerMetrics:
+    """A fresh :class:`AuthServerMetrics` on *meter_provider* (default: the global one);
+    *clock* times its blocks (default ``time.perf_counter``)."""
+    return AuthServerMetrics(build_client(SERVICE_NAME, meter_provider), clock)
 
 
 #: The production instance, on the global meter provider (a proxy until setup_metrics).

@@ -77,7 +77,9 @@ class RegistryOperationContext(TimedContext):
                 _get(labels, "operation"), _get(labels, "resource_type"), labels["status"], duration
             )
 
-        super().__init__(record, {"operation": operation, "resource_type": resource_type})
+        super().__init__(
+            record, {"operation": operation, "resource_type": resource_type}, metrics.clock
+        )
 
 
 class ToolDiscoveryContext(TimedContext):
@@ -94,7 +96,7 @@ class ToolDiscoveryContext(TimedContext):
             )
 
         tool_name = "search" if source == "search" else UNKNOWN
-        super().__init__(record, {"tool_name": tool_name, "source": source})
+        super().__init__(record, {"tool_name": tool_name, "source": source}, metrics.clock)
 
     def set_tool_name(self, name: str) -> None:
         """The registered name of the tool found (bounded by the caller)."""
@@ -114,7 +116,11 @@ class ToolExecutionContext(_ServerContext):
                 duration,
             )
 
-        super().__init__(record, {"tool_name": UNKNOWN, "server_name": UNKNOWN, "method": method})
+        super().__init__(
+            record,
+            {"tool_name": UNKNOWN, "server_name": UNKNOWN, "method": method},
+            metrics.clock,
+        )
 
     def set_tool_name(self, name: str) -> None:
         """The registered tool executed."""
@@ -133,7 +139,7 @@ class ResourceAccessContext(_ServerContext):
                 duration,
             )
 
-        super().__init__(record, {"resource_uri": "other", "server_name": UNKNOWN})
+        super().__init__(record, {"resource_uri": "other", "server_name": UNKNOWN}, metrics.clock)
 
     def set_resource(self, bounded_uri: str) -> None:
         """The bounded form of the URI (a registered URI or template), never the raw URI."""
@@ -149,7 +155,7 @@ class PromptExecutionContext(_ServerContext):
                 _get(labels, "prompt_name"), _get(labels, "server_name"), labels["status"], duration
             )
 
-        super().__init__(record, {"prompt_name": UNKNOWN, "server_name": UNKNOWN})
+        super().__init__(record, {"prompt_name": UNKNOWN, "server_name": UNKNOWN}, metrics.clock)
 
     def set_prompt_name(self, name: str) -> None:
         """The registered prompt run."""
@@ -163,7 +169,7 @@ class AuthMiddlewareContext(TimedContext):
         def record(duration: float, labels: dict[str, Any]) -> None:
             metrics.record_auth_request(_get(labels, "mechanism"), labels["status"])
 
-        super().__init__(record, {"mechanism": mechanism})
+        super().__init__(record, {"mechanism": mechanism}, metrics.clock)
 
 
 def track_registry_operation(

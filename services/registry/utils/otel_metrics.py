@@ -36,7 +36,7 @@ import threading
 from opentelemetry.metrics import MeterProvider
 
 from services._labels import OTHER, UNKNOWN, one_of, outcome
-from services._metrics import DomainMetrics, build_client
+from services._metrics import Clock, DomainMetrics, build_client
 
 __all__ = (
     "MECHANISMS",
@@ -233,9 +233,12 @@ class RegistryMetrics(DomainMetrics):
         )
 
 
-def build_metrics(meter_provider: MeterProvider | None = None) -> RegistryMetrics:
-    """A fresh :class:`RegistryMetrics` on *meter_provider* (default: the global one)."""
-    return RegistryMetrics(build_client(SERVICE_NAME, meter_provider))
+def build_metrics(
+    meter_provider: MeterProvider | None = None, *, clock: Clock | None = None
+) -> RegistryMetrics:
+    """A fresh :class:`RegistryMetrics` on *meter_provider* (default: the global one);
+    *clock* times its blocks (default ``time.perf_counter``)."""
+    return RegistryMetrics(build_client(SERVICE_NAME, meter_provider), clock)
 
 
 #: The production instance, on the global meter provider (a proxy until setup_metrics).
