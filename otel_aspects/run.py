@@ -17,6 +17,7 @@ from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from ._attributes import MAX_VALUE_LENGTH
+from ._values import INT64_MAX, INT64_MIN
 from ._warn import warn_once
 from .labels import ACTIVE, RESERVED_LABELS, LabelScope, warn_reserved
 
@@ -103,7 +104,7 @@ class Run:
             and 0 < len(key) <= MAX_VALUE_LENGTH
             and (
                 (cls is str and len(value) <= MAX_VALUE_LENGTH and value.isascii())  # type: ignore[attr-defined, arg-type]
-                or cls is int
+                or (cls is int and INT64_MIN <= value <= INT64_MAX)  # type: ignore[operator]
                 or cls is bool
                 or (cls is float and value == value)
             )
