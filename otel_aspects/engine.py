@@ -19,15 +19,18 @@ readers receive the series at collection through :mod:`otel_aspects.bridge`.
 - :class:`Pair` is what a ``timed`` aspect records into: a counter's ``+1`` and a
   histogram's duration for one attribute set, under one lock acquisition.
 
-Locking: one ``threading.Lock`` per store generation, held only for the few
-field updates of a measurement (never around user code, never while building
-points).  ``docs/DESIGN.md`` ("Engine") has the figures behind that choice.
+Locking: write-behind.  A measurement is appended to its series' (or its
+``timed`` slot's) pending list, one atomic list operation and no lock; pending
+values are added to the series under the generation's one ``threading.Lock``
+before every collection and once 256 are waiting.  ``docs/DESIGN.md`` ("Engine")
+has the figures behind that choice (``python -m benchmarks.locking``).
 
->>> store = Store(None)
+>>> store = Store(None, mode=ENGINE)
 >>> hits = store.instrument("counter", "hits_total", scope=("svc", None, None))
 >>> hits.add(2, {"route": "/"})
 >>> hits.add(1, {"route": "/"})
->>> [(s.attributes, s.value) for s in hits.table.series.values()]  # integers add up exactly
+>>> hits.table.generation.fold_all()  # what a collection does first
+>>> [(s.attributes, s.value) for s in hits.table.series.values()]
 [({'route': '/'}, 3)]
 """
 
@@ -909,6 +912,31 @@ class Pair:
                 slot.fold()
         except Exception as exc:
             (self.counter if self.counter is not None else self.histogram)._failed(exc)
+
+    def record_ok(self, duration: float) -> None:
+        """:meth:`record` with the success attributes given at construction.
+
+        The common outcome of a ``timed`` call, once its slot is known: queue the
+        duration; anything else (a new epoch, a sampled span, a bad duration, not yet
+        resolved) goes through :meth:`record`.
+        """
+        store, slot = self._store, self._ok_slot
+        if (
+            slot is None
+            or store is None
+            or self._epoch != store.epoch
+            or not 0.0 <= duration < _INF
+        ):
+            self.record(duration, self._ok)  # type: ignore[arg-type]
+            return
+        sampling = slot.generation.sampling
+        if sampling and (sampling != SAMPLE_TRACE or get_current()):
+            self.record(duration, self._ok)  # type: ignore[arg-type]
+            return
+        pending = slot.pending
+        pending.append(duration)
+        if len(pending) >= FOLD_AT:
+            slot.fold()
 
     def _record_sampled(self, slot: Slot, duration: float, attributes: dict[str, Any]) -> None:
         # A measurement that may become an exemplar: straight into the series.

@@ -173,7 +173,7 @@ class Run:
         if exc is None and self._labels is None and self._success is None and timed._ok_only:
             # What _record decides for this case, without its frame (the common outcome
             # of an instruments-only timed: DESIGN, "Cost").
-            timed._pair.record(end - self._start, timed._ok_attrs)  # type: ignore[union-attr]
+            timed._pair.record_ok(end - self._start)  # type: ignore[union-attr]
             return
         timed._record(end - self._start, self._labels, self._success, self._dirty, result, exc)
 
