@@ -319,21 +319,26 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
-        seen: dict[object, int] = {}
+        seen: dict[object, tuple[int, int]] = {}
         for key_node, _value in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`, not a key
                 continue
             key = self.construct_object(key_node, deep=deep)
+            where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             try:
-                first = seen.setdefault(key, key_node.start_mark.line + 1)
+                first = seen.setdefault(key, where)
             except TypeError:  # an unhashable key: the base class reports it
                 continue
-            if first != key_node.start_mark.line + 1:
+            if first != where:  # (line, column): `{name: a, name: b}` is one line
+                lines = (
+                    f"line {first[0]}, columns {first[1]} and {where[1]}"
+                    if first[0] == where[0]
+                    else f"lines {first[0]} and {where[0]}"
+                )
                 raise yaml.constructor.ConstructorError(
                     None,
                     None,
-                    f"key {short_repr(key)} appears twice (lines {first} and "
-                    f"{key_node.start_mark.line + 1}); merge them into one",
+                    f"key {short_repr(key)} appears twice ({lines}); merge them into one",
                     key_node.start_mark,
                 )
         return super().construct_mapping(node, deep=deep)

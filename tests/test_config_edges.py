@@ -67,11 +67,6 @@ class TestMessages:
         message = one_error(tmp_path, "counters:\n  - name: a\n    1: x\n    1: y\n")
         assert "key 1 appears twice (lines 3 and 4)" in message
 
-    @pytest.mark.xfail(
-        reason="known gap (found by the mutation run): _UniqueKeyLoader compares line numbers, "
-        "so a key repeated on one line (a flow mapping) is silently last-wins",
-        strict=True,
-    )
     def test_duplicate_key_within_one_line(self, tmp_path: Path) -> None:
         message = one_error(tmp_path, "counters: [{name: a, name: b}]\n")
         assert "key 'name' appears twice" in message
