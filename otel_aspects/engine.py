@@ -189,13 +189,16 @@ class SumSeries(Series):
         self.value: int | float = 0
         self.sums: list[int | float] = [0] * readers
 
-    def add(self, value: int | float) -> None:
-        """Add one measurement (the caller holds the lock)."""
+    def add(self, value: int | float) -> int:
+        """Add one measurement (the caller holds the lock); its exemplar index, 0."""
         self.value += value
         sums = self.sums
         for i in range(len(sums)):
             sums[i] += value
         self.n += 1
+        return 0
+
+    measure = add
 
     def add_all(self, values: list[Any]) -> None:
         """Add many measurements, in order (the caller holds the lock)."""
@@ -278,6 +281,8 @@ class HistogramSeries(Series):
             if value > window[1]:
                 window[1] = value
         return index
+
+    measure = observe
 
     def fold_locked(self) -> None:
         """Add the pending measurements (the caller holds the lock); see :class:`Slot`."""
@@ -649,7 +654,17 @@ class Instrument:
     def _aggregate(
         self, value: int | float, series: Series, context: Context | None, attributes: Any
     ) -> None:
-        raise NotImplementedError
+        """Add *value* to *series*: queued (write-behind), or at once when it may become an
+        exemplar (sums and histograms; a gauge sets its last value at once)."""
+        generation = self.table.generation
+        if generation.sampling and (
+            generation.sampling != SAMPLE_TRACE or context or get_current()
+        ):
+            with generation.lock:
+                index = series.measure(value)  # type: ignore[attr-defined]
+            generation.offer(series, value, context, index, attributes)
+            return
+        _write_behind(series, value, generation)
 
     def _failed(self, exc: Exception) -> None:
         warn_once(
@@ -702,19 +717,6 @@ def _measure_non_negative(
 
 
 class _SumInstrument(Instrument):
-    def _aggregate(
-        self, value: int | float, series: Series, context: Context | None, attributes: Any
-    ) -> None:
-        generation = self.table.generation
-        if generation.sampling and (
-            generation.sampling != SAMPLE_TRACE or context or get_current()
-        ):
-            with generation.lock:
-                series.add(value)  # type: ignore[attr-defined]
-            generation.offer(series, value, context, 0, attributes)
-            return
-        _write_behind(series, value, generation)
-
     def add(self, amount: float, attributes: Any = None, context: Context | None = None) -> None:
         """Add *amount* (the OTel API's ``add``)."""
         self._record(amount, attributes, context)
@@ -776,18 +778,6 @@ class Histogram(Instrument):
         """The explicit bucket boundaries (the SDK's default when none were given)."""
         return self.buckets if self.buckets is not None else SDK_DEFAULT_BUCKETS
 
-    def _aggregate(
-        self, value: int | float, series: Series, context: Context | None, attributes: Any
-    ) -> None:
-        generation = self.table.generation
-        if generation.sampling and (
-            generation.sampling != SAMPLE_TRACE or context or get_current()
-        ):
-            with generation.lock:
-                index = series.observe(value)  # type: ignore[attr-defined]
-            generation.offer(series, value, context, index, attributes)
-            return
-        _write_behind(series, value, generation)
 
     record = _measure_non_negative
 
