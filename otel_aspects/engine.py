@@ -778,7 +778,6 @@ class Histogram(Instrument):
         """The explicit bucket boundaries (the SDK's default when none were given)."""
         return self.buckets if self.buckets is not None else SDK_DEFAULT_BUCKETS
 
-
     record = _measure_non_negative
 
 
