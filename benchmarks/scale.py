@@ -28,7 +28,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -58,10 +58,15 @@ class Instrumented:
     keep: Any = None
 
 
-def _provider(limit: int = 2000) -> tuple[MeterProvider, InMemoryMetricReader]:
+def _provider(
+    limit: int = 2000, *, view: bool = True
+) -> tuple[MeterProvider, InMemoryMetricReader]:
+    """A provider with one in-memory reader; with *view*, the SDK's cardinality limit set by
+    a View (otel_aspects takes ``max_series`` from its YAML instead: a View of the user's
+    would send its instruments through the SDK)."""
     reader = InMemoryMetricReader()
-    view = View(instrument_name="*", aggregation_cardinality_limit=limit)
-    provider = MeterProvider(metric_readers=[reader], views=[view], shutdown_on_exit=False)
+    views = [View(instrument_name="*", aggregation_cardinality_limit=limit)] if view else []
+    provider = MeterProvider(metric_readers=[reader], views=views, shutdown_on_exit=False)
     return provider, reader
 
 
@@ -117,14 +122,17 @@ def handwritten(limit: int = 2000) -> Instrumented:
 
 def aspects(limit: int = 2000) -> Instrumented:
     from otel_aspects.client import create_metrics_client
-    from otel_aspects.config import load_metrics_config
+    from otel_aspects.config import MetricsConfig, load_metrics_config
     from otel_aspects.labels import set_label
     from otel_aspects.timing import timed
 
-    provider, reader = _provider(limit)
-    client = create_metrics_client(
-        "bench", load_metrics_config("bench", BENCH_CONFIG), meter_provider=provider
+    provider, reader = _provider(limit, view=False)
+    config = load_metrics_config("bench", BENCH_CONFIG)
+    config = MetricsConfig(
+        config.service_name,
+        {name: replace(spec, max_series=limit) for name, spec in config.metrics.items()},
     )
+    client = create_metrics_client("bench", config, meter_provider=provider)
     hist, counter = "bench_request_duration_seconds", "bench_requests_total"
 
     @timed(hist, counter=counter, client=client, labels={"route": "/bench", "method": "GET"})
