@@ -54,7 +54,7 @@ class Aspect:
     # The hooks are closures built by each subclass's ``__init__``, binding
     # what the hot path needs as locals (no attribute lookups per call).
     _begin: Callable[[Args, Kwargs], Any]
-    _finish: Callable[[Any, object], None]
+    _finish: Callable[[Any, object], object]
     _fail: Callable[[Any, BaseException], None]
 
     def __init__(self) -> None:

@@ -154,48 +154,48 @@ class Run:
     # ------------------------------------------------------------------ lifecycle
 
     def close(
-        self, result: object = None, exc: BaseException | None = None, end: float | None = None
-    ) -> None:
+        self,
+        result: object = None,
+        exc: BaseException | None = None,
+        end: float | None = None,
+        block_of: Timed | None = None,
+    ) -> bool:
         """Close the run, once, and record it: every form of ``timed`` ends here.
 
         *result* or *exc* is the outcome.  Without *end*, this is a decorated call
         that returned or raised: the run reads the clock and leaves its scope.
-        With *end*, the caller has read the clock and restored the scope itself (a
-        ``with`` block, :meth:`stop`, an out-of-order exit).
+        With *end*, the caller has read the clock (a ``with`` block, :meth:`stop`, an
+        out-of-order exit).  With *block_of*, this is that ``timed``'s ``with`` block
+        exiting: the run restores the enclosing scope itself, or answers ``False``
+        (nothing done) when it is not that block's plain innermost scope or its token
+        belongs to another context -- the out-of-order exit of
+        :mod:`otel_aspects.scopes` then takes over.
         """
         timed = self._timed
         if end is None:
             end = timed._clock()
             _reset_active(self._token)  # type: ignore[arg-type]
+        elif block_of is not None:
+            if timed is not block_of or self._token is None:
+                return False
+            try:
+                _reset_active(self._token)
+            except (ValueError, RuntimeError):  # entered in another context
+                return False
         if self._done:
-            return
+            return True
         self._done = True
         if exc is None and self._labels is None and self._success is None and timed._ok_only:
             # What _record decides for this case, without its frame (the common outcome
             # of an instruments-only timed: DESIGN, "Cost").
             timed._pair.record_ok(end - self._start)  # type: ignore[union-attr]
-            return
+            return True
         timed._record(end - self._start, self._labels, self._success, self._dirty, result, exc)
+        return True
 
     def failed(self, exc: BaseException) -> None:
         """A decorated call raised *exc* (a generator closed early: ``GeneratorExit``)."""
         self.close(None, exc)
-
-    def exit_block(self, owner: Timed, end: float, exc: BaseException | None) -> bool:
-        """Exit *owner*'s ``with`` block, if this run is its plain innermost scope.
-
-        Restores the enclosing scope and records the run; ``False`` (nothing done)
-        when this is not *owner*'s block or its token belongs to another context:
-        the out-of-order exit of :mod:`otel_aspects.scopes` then takes over.
-        """
-        if self._timed is not owner or self._token is None:
-            return False
-        try:
-            _reset_active(self._token)
-        except (ValueError, RuntimeError):  # entered in another context
-            return False
-        self.close(None, exc, end)
-        return True
 
     def exit_scope(self) -> None:
         """Stop being the innermost scope (a decorated call returned, a generator yields).

@@ -322,7 +322,7 @@ class Timed(Aspect):
             return False
         end = self._clock()
         scope = _get_active()
-        if scope.__class__ is not Run or not scope.exit_block(self, end, exc):
+        if scope.__class__ is not Run or not scope.close(None, exc, end, self):
             exit_unnested(self, scope, end, exc)
         return False
 
@@ -343,7 +343,7 @@ class Timed(Aspect):
             return False
         end = self._clock()
         scope = _get_active()
-        if scope.__class__ is not Run or not scope.exit_block(self, end, exc):
+        if scope.__class__ is not Run or not scope.close(None, exc, end, self):
             exit_unnested(self, scope, end, exc)
         return False
 
