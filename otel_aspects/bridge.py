@@ -65,7 +65,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import engine
 from ._warn import warn_once
-from .engine import Generation, HistogramSeries, Instrument, Series, Store, SumSeries
+from .engine import Generation, Instrument, Store
+from .series import HistogramSeries, Series, SumSeries
 
 __all__ = ("attach", "has_view_for", "sampling_of")
 
