@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
 
 from otel_aspects._warn import reset_warned
 from otel_aspects.config import clear_loaded_configs
@@ -35,6 +36,15 @@ def clean_sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             monkeypatch.delenv(name)
     yield
     shutdown_metrics()
+
+
+@pytest.fixture
+def providers() -> Iterator[list[MeterProvider]]:
+    """Providers a test made; all shut down at the end."""
+    made: list[MeterProvider] = []
+    yield made
+    for provider in made:
+        provider.shutdown()
 
 
 # --- services fixtures (tests/test_services_*.py, test_label_hygiene.py, test_demo.py) ---

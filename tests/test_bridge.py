@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 import tomllib
-from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -43,6 +41,7 @@ from packaging.specifiers import SpecifierSet
 from otel_aspects import bridge, engine
 from otel_aspects.client import OTelMetricsClient, create_metrics_client
 from otel_aspects.testing import counter_value, histogram_data, metric_points
+from tests._support import new_provider as _provider
 from tests.otlp_receiver import OtlpReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,27 +52,7 @@ CONFIG = {
 DELTA = {SdkCounter: AggregationTemporality.DELTA, SdkHistogram: AggregationTemporality.DELTA}
 
 
-@pytest.fixture(autouse=True)
-def _no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No OTEL_* variable of the outer environment leaks in."""
-    for name in list(os.environ):
-        if name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def providers() -> Iterator[list[MeterProvider]]:
-    """Providers a test made; all shut down at the end."""
-    made: list[MeterProvider] = []
-    yield made
-    for provider in made:
-        provider.shutdown()
-
-
-def _provider(made: list[MeterProvider], *readers: MetricReader, **kwargs: Any) -> MeterProvider:
-    provider = MeterProvider(metric_readers=list(readers), **kwargs)
-    made.append(provider)
-    return provider
+pytestmark = pytest.mark.usefixtures("clean_sdk")
 
 
 def _client(provider: MeterProvider | None, service: str = "svc") -> OTelMetricsClient:

@@ -20,7 +20,7 @@ import time
 import traceback
 import tracemalloc
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -52,6 +52,7 @@ from otel_aspects import engine as engine_module
 from otel_aspects.client import OTelMetricsClient, create_metrics_client
 from otel_aspects.engine import DEFAULT_MAX_SERIES, OVERFLOW_ATTRIBUTES
 from otel_aspects.testing import counter_value, histogram_data, metric_points
+from tests._support import new_provider as _provider
 
 DELTA = {SdkCounter: AggregationTemporality.DELTA, SdkHistogram: AggregationTemporality.DELTA}
 CONFIG: dict[str, Any] = {
@@ -64,21 +65,6 @@ CONFIG: dict[str, Any] = {
 
 
 pytestmark = pytest.mark.usefixtures("clean_sdk")
-
-
-@pytest.fixture
-def providers() -> Iterator[list[MeterProvider]]:
-    """Providers a test made; all shut down at the end."""
-    made: list[MeterProvider] = []
-    yield made
-    for provider in made:
-        provider.shutdown()
-
-
-def _provider(made: list[MeterProvider], *readers: Any, **kwargs: Any) -> MeterProvider:
-    provider = MeterProvider(metric_readers=list(readers), **kwargs)
-    made.append(provider)
-    return provider
 
 
 def _points(data: MetricsData | None, name: str) -> list[Any]:
