@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,prometheus,bench]'
+	$(PY) -m pip install -q -e '.[test,prometheus,services,bench]'
 	touch $(STAMP)
 
 # The Prometheus server the end-to-end tests start on loopback (Debian's package).

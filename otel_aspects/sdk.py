@@ -34,12 +34,14 @@ Example::
 from __future__ import annotations
 
 import atexit
+import contextlib
+import dataclasses
 import logging
 import os
 import threading
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -79,7 +81,9 @@ __all__ = (
     "DEFAULT_PROMETHEUS_HOST",
     "DEFAULT_PROMETHEUS_PORT",
     "MAX_OTLP_TIMEOUT_SECONDS",
+    "MetricsCapture",
     "MetricsSetup",
+    "capture_metrics",
     "current_setup",
     "on_switch",
     "setup_metrics",
@@ -148,6 +152,9 @@ class _Plan:
     engine: str = DEFAULT_ENGINE
     flush_on_signals: bool = True
     exit_timeout_millis: float = DEFAULT_EXIT_TIMEOUT_MILLIS
+    #: False: the Prometheus reader fills its registry, no server binds a port
+    #: (``otel_aspects.exposition`` serves it on the application's own port).
+    prometheus_server: bool = True
 
 
 @dataclass
@@ -160,6 +167,7 @@ class _Installation:
     otlp_exporter: _GuardedMetricExporter | None = None
     prometheus_server: Any = None
     prometheus_port: int | None = None
+    prometheus_registry: Any = None
     logger_provider: LoggerProvider | None = None
     log_handler: logging.Handler | None = None
 
@@ -241,6 +249,16 @@ class MetricsSetup:
     def prometheus_port(self) -> int | None:
         """The port the Prometheus endpoint is bound to, or ``None``."""
         return self._installation.prometheus_port if self._installation else None
+
+    @property
+    def prometheus_registry(self) -> Any:
+        """The ``prometheus_client.CollectorRegistry`` the Prometheus reader fills, or ``None``.
+
+        Present whenever ``prometheus`` is among the exporters, with or without a server
+        of our own (``prometheus_server=False``); :mod:`otel_aspects.exposition` renders it
+        on the application's own port.  Rendering it collects from the SDK.
+        """
+        return self._installation.prometheus_registry if self._installation else None
 
     @property
     def exporters(self) -> tuple[str, ...]:
@@ -678,13 +696,27 @@ def _make_resource(plan: _Plan, instance_id: str) -> Resource:
     return Resource.create(attributes)
 
 
-def _start_prometheus(plan: _Plan, inst: _Installation, readers: list[MetricReader]) -> None:
+def _prometheus_reader(inst: _Installation, readers: list[MetricReader]) -> Any:
+    """A Prometheus reader on a private registry (``inst.prometheus_registry``)."""
     _check_prometheus_available()
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import CollectorRegistry
 
+    registry = CollectorRegistry(auto_describe=True)
+    readers.append(PrometheusMetricReader(registry=registry))
+    inst.prometheus_registry = registry
+    return registry
+
+
+def _start_prometheus(plan: _Plan, inst: _Installation, readers: list[MetricReader]) -> None:
+    _check_prometheus_available()
+    from prometheus_client import CollectorRegistry
+
     from ._prometheus import start_server
 
+    if not plan.prometheus_server:  # served by otel_aspects.exposition on the app's port
+        _prometheus_reader(inst, readers)
+        return
     registry = CollectorRegistry(auto_describe=True)
     try:
         server, _thread = start_server(plan.prometheus_host, plan.prometheus_port, registry)
@@ -698,7 +730,10 @@ def _start_prometheus(plan: _Plan, inst: _Installation, readers: list[MetricRead
             exc,
         )
         return
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
     readers.append(PrometheusMetricReader(registry=registry))
+    inst.prometheus_registry = registry
     inst.prometheus_server = server
     inst.prometheus_port = int(server.server_address[1])
 
@@ -743,7 +778,7 @@ def _build(
                 )
             )
         if "prometheus" in plan.exporters:
-            if in_child and plan.prometheus_port != 0:
+            if in_child and plan.prometheus_server and plan.prometheus_port != 0:
                 _log.info(
                     "otel_aspects: forked worker %d does not serve Prometheus on fixed port %d "
                     "(the parent holds it); use OTLP or OTEL_PROMETHEUS_PORT=0 for workers",
@@ -900,6 +935,7 @@ def setup_metrics(
     engine: str | None = None,
     flush_on_signals: bool | None = None,
     exit_timeout_millis: float | None = None,
+    prometheus_server: bool = True,
 ) -> MetricsSetup:
     """Configure the OpenTelemetry SDK for this process; safe to call again.
 
@@ -941,6 +977,13 @@ def setup_metrics(
     exporter's own timeout.  Only OTLP http/protobuf is sent: another
     ``OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL`` gets one ERROR.
 
+    *prometheus_server=False*: with ``prometheus`` among the exporters, collect for
+    Prometheus but bind no port of our own; the application serves ``/metrics`` on its
+    own port with :mod:`otel_aspects.exposition` (:attr:`MetricsSetup.prometheus_registry`).
+
+    Inside :func:`capture_metrics` (tests) nothing is built: the capture's in-memory
+    provider stays installed, whatever the arguments and ``OTEL_*`` variables say.
+
     Example::
 
         setup = setup_metrics("my_service", exporters="otlp,prometheus", prometheus_port=0)
@@ -948,8 +991,12 @@ def setup_metrics(
     """
     chosen_engine = _resolve_engine(engine)
     exit_timeout = _resolve_exit_timeout(exit_timeout_millis)
+    if not isinstance(prometheus_server, bool):
+        raise ValueError(
+            f"setup_metrics: prometheus_server={_quote(prometheus_server)} must be True or False"
+        )
     with _setup_lock:
-        if _env("OTEL_SDK_DISABLED").lower() in _TRUE:
+        if _env("OTEL_SDK_DISABLED").lower() in _TRUE and _capture.current is None:
             _shutdown_locked(timeout_millis=10_000)
             _log.info("otel_aspects: OTEL_SDK_DISABLED is set; no SDK installed")
             return MetricsSetup(None, None)
@@ -991,7 +1038,10 @@ def setup_metrics(
             engine=chosen_engine,
             flush_on_signals=_resolve_flush_on_signals(flush_on_signals),
             exit_timeout_millis=exit_timeout,
+            prometheus_server=prometheus_server,
         )
+        if _capture.current is not None:
+            return _capture.current._adopt(plan)
         previous = _state.current
         if previous is not None and previous._installation is not None:
             # Free the Prometheus port before the new server binds it.
@@ -1048,6 +1098,10 @@ def _install_global(provider: _SwitchingMeterProvider) -> None:
 def _shutdown_locked(timeout_millis: float) -> None:
     setup = _state.current
     _state.current = None
+    if _capture.current is not None:  # the capture's provider lives until the capture ends
+        if setup is not None:
+            setup._deactivate()
+        return
     retired = setup._deactivate() if setup is not None else None
     if retired is None:
         return
@@ -1179,6 +1233,150 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --------------------------------------------------------------------------
+# Capture (tests): every recording of the process into one in-memory reader
+# --------------------------------------------------------------------------
+
+
+class MetricsCapture:
+    """Everything this process records while :func:`capture_metrics` is active.
+
+    It is a reader for the helpers of :mod:`otel_aspects.testing`
+    (``counter_value(capture, "requests_total")``): :meth:`get_metrics_data` collects
+    now while the capture is active, and gives the last collection (taken as the
+    capture ended) afterwards.  ``setups`` lists the :class:`MetricsSetup` objects
+    :func:`setup_metrics` returned meanwhile (the application's own calls).
+    """
+
+    def __init__(self, service_name: str, engine: str) -> None:
+        self.reader = InMemoryMetricReader()
+        self.engine = engine
+        self.setups: list[MetricsSetup] = []
+        self._active = True
+        self._final: Any = None
+        instance_id = str(uuid.uuid4())
+        resource = Resource.create(
+            {"service.name": service_name, "service.instance.id": instance_id}
+        )
+        inst = _Installation(instance_id=instance_id, resource=resource)
+        inst.memory_reader = self.reader
+        inst.readers = (self.reader,)
+        inst.meter_provider = SdkMeterProvider(
+            metric_readers=[self.reader], resource=resource, views=_views(), shutdown_on_exit=False
+        )
+        self._installation = inst
+
+    @property
+    def active(self) -> bool:
+        """``True`` until the capture ends."""
+        return self._active
+
+    @property
+    def meter_provider(self) -> SdkMeterProvider:
+        """The SDK provider behind the global API provider during the capture."""
+        provider = self._installation.meter_provider
+        assert provider is not None  # built in __init__
+        return provider
+
+    def get_metrics_data(self) -> Any:
+        """What was recorded so far (cumulative); after the capture, its last collection."""
+        return self.reader.get_metrics_data() if self._active else self._final
+
+    def _adopt(self, plan: _Plan) -> MetricsSetup:
+        """``setup_metrics`` during the capture: describe the capture, build nothing.
+
+        A ``prometheus`` exporter gets a Prometheus reader without a server (once), so
+        ``/metrics`` served by :mod:`otel_aspects.exposition` shows what was captured.
+        """
+        inst = self._installation
+        if "prometheus" in plan.exporters and inst.prometheus_registry is None:
+            readers = list(inst.readers)
+            _prometheus_reader(inst, readers)
+            self.meter_provider.add_metric_reader(readers[-1])
+            inst.readers = tuple(readers)
+        captured = dataclasses.replace(
+            plan,
+            exporters=("prometheus",) if inst.prometheus_registry is not None else (),
+            use_memory=True,
+            extra_readers=(),
+            enable_logs=False,
+            prometheus_server=False,
+        )
+        if _state.current is not None:
+            _state.current._deactivate()  # an earlier setup of this capture
+        setup = MetricsSetup(captured, inst)
+        engine_module.set_global_mode(plan.engine)
+        engine_module.global_store().set_mode(plan.engine)
+        _state.current = setup
+        self.setups.append(setup)
+        return setup
+
+    def __repr__(self) -> str:
+        return f"MetricsCapture(active={self._active}, setups={len(self.setups)})"
+
+
+class _CaptureState:
+    current: MetricsCapture | None = None
+
+
+_capture = _CaptureState()
+
+
+@contextlib.contextmanager
+def capture_metrics(
+    service_name: str = "otel_aspects-capture", *, engine: str | None = None
+) -> Iterator[MetricsCapture]:
+    """Capture everything this process records into memory, for one test.
+
+    While the block runs, the global provider's target is one SDK provider with an
+    ``InMemoryMetricReader``: clients created at import (bound to the global
+    provider), aspects and middleware record into it.  :func:`setup_metrics` called
+    meanwhile (an application's lifespan) builds nothing -- no exporter, no port, no
+    log pipeline, whatever its arguments and the ``OTEL_*`` variables say -- and
+    returns an active :class:`MetricsSetup` describing the capture (a ``prometheus``
+    exporter gets a reader without a server, for :mod:`otel_aspects.exposition`);
+    :func:`shutdown_metrics` meanwhile ends that setup but not the capture.  At the
+    end, the setup active before (if any) is back, with a new generation of series.
+    Captures do not nest (``RuntimeError``).  The ``app_metrics`` fixture of
+    :mod:`otel_aspects.testing` is this, one per test.
+
+    Example::
+
+        with capture_metrics() as captured:
+            with TestClient(app) as client:       # its lifespan may call setup_metrics
+                client.get("/")
+        assert counter_value(captured, "requests_total") == 1
+    """
+    mode = _resolve_engine(engine)
+    with _setup_lock:
+        if _capture.current is not None:
+            raise RuntimeError("otel_aspects: capture_metrics is already active (no nesting)")
+        previous = current_setup()
+        capture = MetricsCapture(service_name, mode)
+        _capture.current = capture
+        _state.current = None
+        provider = _provider()
+        engine_module.set_global_mode(mode)
+        provider._switch(capture.meter_provider)
+        _install_global(provider)
+    try:
+        yield capture
+    finally:
+        with _setup_lock:
+            capture._final = capture.reader.get_metrics_data()
+            capture._active = False
+            _capture.current = None
+            for setup in capture.setups:
+                setup._deactivate()
+            _state.current = previous
+            target = previous.sdk_meter_provider if previous is not None else None
+            if previous is not None:
+                engine_module.set_global_mode(previous.engine)
+            provider._switch(target or NoOpMeterProvider())
+            capture.meter_provider.shutdown(timeout_millis=5_000)
+
 
 # The engine's global store follows every switch: new series, bridged to the new target.
 on_switch(engine_module.switch_global)

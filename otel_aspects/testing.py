@@ -12,6 +12,16 @@ Each test gets a fresh ``MeterProvider`` with an ``InMemoryMetricReader``
 never touched.  The helpers are plain functions and work with any
 ``MetricReader`` whose ``get_metrics_data()`` returns data, such as the
 in-memory reader ``setup_metrics`` installs by default.
+
+A whole application -- clients created at import on the global provider,
+decorators, HTTP middleware, a lifespan calling ``setup_metrics`` -- is read with
+the ``app_metrics`` fixture instead: :func:`otel_aspects.sdk.capture_metrics` for one
+test, so nothing is exported, no port is bound, whatever ``OTEL_*`` variables are set::
+
+    def test_home(app_metrics):
+        with TestClient(app) as client:
+            client.get("/")
+        assert counter_value(app_metrics, "requests_total", {"endpoint": "/"}) == 1
 """
 
 from __future__ import annotations
@@ -31,9 +41,11 @@ from opentelemetry.sdk.metrics.export import (
 
 from .client import OTelMetricsClient
 from .config import MetricsConfig, load_metrics_config
+from .sdk import MetricsCapture, capture_metrics
 
 __all__ = (
     "HistogramData",
+    "MetricsCapture",
     "MetricsClientFactory",
     "counter_value",
     "gauge_value",
@@ -199,3 +211,18 @@ def metrics_client_factory(meter_provider: MeterProvider) -> MetricsClientFactor
         return OTelMetricsClient(service_name, config, meter_provider=meter_provider)
 
     return factory
+
+
+@pytest.fixture
+def app_metrics() -> Iterator[MetricsCapture]:
+    """Everything the process records during this test (:func:`~otel_aspects.sdk.capture_metrics`).
+
+    Module-level clients bound to the global provider at import, aspects and HTTP
+    middleware all record into it; ``setup_metrics`` called by the application (its
+    lifespan or startup) keeps it installed and exports nothing, binds no port, whatever
+    the ``OTEL_*`` variables say; ``shutdown_metrics`` does not end it.  Read it with the
+    helpers: ``counter_value(app_metrics, "requests_total")``.  Each test starts from
+    zero; the setup active before the test (if any) is back after it.
+    """
+    with capture_metrics() as captured:
+        yield captured
