@@ -1,6 +1,9 @@
 """Reading recorded metrics back: quantiles from histogram buckets, a summary table, and
 a JSON-ready snapshot of final counts.
 
+The series come from a metrics reader (:func:`collect`) or from a Prometheus text
+exposition, such as a service's ``/metrics`` (:func:`parse_exposition`).
+
 :func:`bucket_quantile` estimates a quantile the way Prometheus' ``histogram_quantile``
 does: find the bucket holding the rank, interpolate linearly inside it (the first
 bucket starts at 0; a rank in the ``+Inf`` bucket answers the highest finite bound).
@@ -24,6 +27,7 @@ __all__ = (
     "bucket_quantile",
     "collect",
     "format_table",
+    "parse_exposition",
     "snapshot",
 )
 
@@ -105,6 +109,72 @@ def collect(reader: MetricReader) -> list[Series]:
                             Series(sm.scope.name, metric.name, labels, "counter", point.value)
                         )
     out.sort(key=lambda s: (s.scope, s.metric, s.label_text()))
+    return out
+
+
+_SCOPE_LABELS = frozenset({"otel_scope_name", "otel_scope_version", "otel_scope_schema_url"})
+
+
+def parse_exposition(text: str, service: str) -> list[Series]:
+    """The counters and histograms of a Prometheus text exposition of *service*.
+
+    A series' scope is its ``otel_scope_name`` label -- the service's own meter for its
+    domain metrics -- shown as ``service (scope)`` when it is another one (the HTTP
+    middleware's, for instance); counters keep their sample name (``..._total``).
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: list[Series] = []
+    for family in text_string_to_metric_families(text):
+        if family.type == "counter":
+            for sample in family.samples:
+                if not sample.name.endswith("_total"):
+                    continue  # the _created samples of OpenMetrics
+                scope, labels = _split(sample.labels, service)
+                out.append(Series(scope, sample.name, labels, "counter", float(sample.value)))
+        elif family.type == "histogram":
+            out.extend(_histograms(family, service))
+    out.sort(key=lambda s: (s.scope, s.metric, s.label_text()))
+    return out
+
+
+def _split(labels: dict[str, str], service: str) -> tuple[str, dict[str, str]]:
+    scope = labels.get("otel_scope_name") or service
+    mine = {k: v for k, v in labels.items() if k not in _SCOPE_LABELS and k != "le"}
+    return (service if scope == service else f"{service} ({scope})"), mine
+
+
+def _histograms(family: Any, service: str) -> list[Series]:
+    buckets: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = {}
+    sums: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for sample in family.samples:
+        scope, labels = _split(sample.labels, service)
+        k = (scope, tuple(sorted(labels.items())))
+        if sample.name.endswith("_bucket"):
+            buckets.setdefault(k, []).append((float(sample.labels["le"]), float(sample.value)))
+        elif sample.name.endswith("_sum"):
+            sums[k] = float(sample.value)
+    out = []
+    for (scope, pairs), cumulative in buckets.items():
+        cumulative.sort()
+        bounds = tuple(le for le, _ in cumulative if le != math.inf)
+        counts, previous = [], 0.0
+        for _le, running in cumulative:
+            counts.append(int(running - previous))
+            previous = running
+        total = cumulative[-1][1] if cumulative else 0.0
+        out.append(
+            Series(
+                scope,
+                family.name,
+                dict(pairs),
+                "histogram",
+                total,
+                sums.get((scope, pairs), 0.0),
+                bounds,
+                tuple(counts),
+            )
+        )
     return out
 
 

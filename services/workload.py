@@ -8,6 +8,10 @@ first runs every operation once (so every metric of both tables gets data), then
 operations at random with a seeded ``random.Random`` -- including some bad input
 (wrong passwords, unknown tools, forged tokens) so failures show up too.
 
+The same clients drive the services over HTTP (:func:`http_world`: the services'
+ASGI apps, reached through :mod:`services._clients`, whose methods and exceptions are
+the cores'), as ``python -m services.demo`` does.
+
 The workload counts what it did itself, in a :class:`Tally` (``World.tally``): per
 metric and label set the calls it made and how each ended, and for duration histograms
 how long each call took as seen from outside -- without any metrics reader.  The
@@ -17,6 +21,7 @@ end-to-end tests compare what Prometheus and an OTLP receiver got with that coun
 from __future__ import annotations
 
 import functools
+import inspect
 import random
 import secrets
 import time
@@ -28,6 +33,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 
+from services._clients import AUTH_FAILURES, AuthClient, RegistryClient
 from services._sim import SimulatedFailure, Simulation
 from services.auth_server.core.service import (
     AuthError,
@@ -42,7 +48,17 @@ from services.registry.core.mcp import demo_backends
 from services.registry.core.registry import Registry, RegistryError
 from services.registry.utils.otel_metrics import RegistryMetrics
 
-__all__ = ("COUNTED", "OPERATIONS", "Stats", "Tally", "World", "build_world", "run_workload")
+__all__ = (
+    "COUNTED",
+    "OPERATIONS",
+    "Stats",
+    "Tally",
+    "World",
+    "build_world",
+    "demo_accounts",
+    "http_world",
+    "run_workload",
+)
 
 T = TypeVar("T")
 
@@ -180,12 +196,18 @@ class _Op:
 
 
 async def through_registry(
-    registry: Registry, tally: Tally, header: str, call: Callable[[], Awaitable[T]]
+    registry: Registry | RegistryClient,
+    tally: Tally,
+    header: str,
+    call: Callable[[], Awaitable[T]],
 ) -> T:
     """``registry.handle(header, call)``, counting the authentication it does: in the
     registry's middleware and in the auth server behind it, a success exactly when the
-    middleware lets the call through (timed from the start to that moment)."""
+    middleware lets the call through (timed from the start to that moment; over HTTP,
+    where that moment is not seen, to the end of the call)."""
     mechanism = _MECHANISMS.get(header.partition(" ")[0], "unknown")
+    if isinstance(registry, RegistryClient):
+        return await _through_remote(registry, tally, mechanism, header, call)
     reached: float | None = None
 
     async def inner() -> T:
@@ -203,10 +225,38 @@ async def through_registry(
         tally.add(AUTH, AUTH_REQUEST, labels, seconds)
 
 
+async def _through_remote(
+    registry: RegistryClient,
+    tally: Tally,
+    mechanism: str,
+    header: str,
+    call: Callable[[], Awaitable[T]],
+) -> T:
+    passed = True
+    started = time.perf_counter()
+    try:
+        return await registry.handle(header, call)
+    except RegistryError as exc:
+        passed = exc.reason not in AUTH_FAILURES
+        raise
+    finally:
+        seconds = time.perf_counter() - started
+        labels = {"mechanism": mechanism, "status": "success" if passed else "failure"}
+        tally.add(REGISTRY, MIDDLEWARE, labels, seconds)
+        tally.add(AUTH, AUTH_REQUEST, labels, seconds)
+
+
+async def _end_session(auth: AuthServer | AuthClient, session_id: str) -> None:
+    """Log out (not measured): a plain call in process, a request over HTTP."""
+    ended = auth.end_session(session_id)
+    if inspect.isawaitable(ended):
+        await ended
+
+
 @dataclass
 class World:
-    auth: AuthServer
-    registry: Registry
+    auth: AuthServer | AuthClient
+    registry: Registry | RegistryClient
     api_keys: dict[str, str]
     rng: random.Random
     tally: Tally = field(default_factory=Tally)
@@ -244,8 +294,38 @@ async def build_world(
         metrics=registry_metrics,
         simulation=sim,
     )
-    admin = api_keys["ci-bot"]
-    tally = Tally()
+    world = World(auth, registry, api_keys, rng)
+    await _register_demo_servers(world)
+    return world
+
+
+def demo_accounts(api_keys: Mapping[str, str]) -> dict[str, list[dict[str, object]]]:
+    """The demo's accounts in the auth server's ``AUTH_SERVER_ACCOUNTS`` shape: the
+    :data:`USERS` (scopes read, write) and *api_keys* (owner -> key; scope read)."""
+    return {
+        "users": [
+            {"name": user, "password": password, "scopes": ["read", "write"]}
+            for user, password in USERS.items()
+        ],
+        "api_keys": [
+            {"owner": owner, "key": key, "scopes": ["read"]} for owner, key in api_keys.items()
+        ],
+    }
+
+
+async def http_world(
+    auth: AuthClient, registry: RegistryClient, api_keys: Mapping[str, str], *, seed: int | None
+) -> World:
+    """The services over HTTP (their apps serving :func:`demo_accounts` with *api_keys*),
+    with the four demo MCP servers registered through the registry's API."""
+    world = World(auth, registry, dict(api_keys), random.Random(seed))
+    await _register_demo_servers(world)
+    return world
+
+
+async def _register_demo_servers(world: World) -> None:
+    registry, tally = world.registry, world.tally
+    admin = world.api_keys["ci-bot"]
     registered: list[str] = []
     for name in SERVERS:
         register = functools.partial(
@@ -267,7 +347,7 @@ async def build_world(
                 break
             except EXPECTED_ERRORS:
                 continue
-    return World(auth, registry, api_keys, rng, tally, tuple(registered))
+    world.servers = tuple(registered)
 
 
 class _Client:
@@ -364,7 +444,7 @@ class _Client:
     async def session_login(self) -> None:
         principal = await self._authenticate(basic_header(self.user, USERS[self.user]))
         if self.session is not None and self.rng.random() < 0.7:
-            self.w.auth.end_session(self.session)
+            await _end_session(self.w.auth, self.session)
         self.session = await self.w.auth.create_session(principal)
 
     async def validate_session(self) -> None:
@@ -393,7 +473,7 @@ class _Client:
                     code=params.get("code"),
                     error=params.get("error"),
                 )
-        auth.end_session(session)
+        await _end_session(auth, session)
 
     # ------------------------------------------------------------ registry operations
 

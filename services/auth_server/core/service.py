@@ -237,6 +237,38 @@ class AuthServer:
         self._api_keys[digest] = Principal(owner, tuple(scopes), "api_key")
         return key
 
+    def add_api_key(self, key: str, owner: str, scopes: Sequence[str] = ()) -> None:
+        """Accept *key* (made elsewhere, e.g. by a deployment) for *owner*; only its
+        SHA-256 digest is kept."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        self._api_keys[digest] = Principal(owner, tuple(scopes), "api_key")
+
+    # ------------------------------------------------------------------ tickets (HTTP)
+
+    def issue_ticket(self, principal: Principal, ttl: int = 300) -> str:
+        """A short-lived signed proof of an authentication (not measured).
+
+        The HTTP API returns it from ``/authenticate``; token generation and session
+        creation take it instead of the credentials, so that one authentication is
+        counted once, as in process."""
+        now = int(self._clock())
+        claims = {
+            "sub": principal.subject,
+            "scope": " ".join(principal.scopes),
+            "mech": principal.mechanism,
+            "typ": "ticket",
+            "iat": now,
+            "exp": now + ttl,
+            "jti": secrets.token_hex(8),
+        }
+        return jwt.encode(claims, self._key)
+
+    def redeem_ticket(self, ticket: str) -> Principal:
+        """The principal a ticket of :meth:`issue_ticket` proves (``AuthError`` else)."""
+        claims = self._decode(ticket, expected_type="ticket")
+        scopes = tuple(str(claims.get("scope", "")).split())
+        return Principal(str(claims.get("sub", "")), scopes, str(claims.get("mech", "")))
+
     # ------------------------------------------------------------------ authentication
 
     async def authenticate(self, authorization: str) -> Principal:
