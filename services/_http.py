@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -111,13 +112,15 @@ def service_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def serve(app: Starlette, *, fd: int | None, host: str, port: int) -> None:
-    """Run *app* under uvicorn until SIGINT/SIGTERM (quiet: warnings only, no access log).
+    """Run *app* under uvicorn until SIGINT/SIGTERM (quiet: warnings only, no access log;
+    the process's own log lines on stderr as ``LEVEL logger: message``).
 
     With *fd*, on that listening socket (the demo makes it, so it knows the port before
     the process starts); else on *host*:*port*, printing the URL once bound.
     """
     import uvicorn
 
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if fd is not None:
         sock = socket.socket(fileno=fd)
     else:

@@ -187,6 +187,10 @@ class _Op:
         tb: TracebackType | None,
     ) -> Literal[False]:
         seconds = time.perf_counter() - self.started
+        if isinstance(exc, RegistryError) and exc.reason in AUTH_FAILURES:
+            # Refused by the registry's auth middleware: the service never ran it.  (In
+            # process the call is not even made; over HTTP only the answer tells.)
+            return False
         if exc_type is not None and issubclass(exc_type, anyio.get_cancelled_exc_class()):
             status = "cancelled"
         else:

@@ -40,7 +40,8 @@ class TestBucketQuantile:
 
 
 def test_demo_runs_from_any_directory(tmp_path: Path) -> None:
-    """The demo finds its configs from another cwd, prints progress, a summary, and ends."""
+    """From another cwd, the demo starts both services over HTTP (each finds its config),
+    prints progress and a summary read from their /metrics, and ends."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -52,6 +53,8 @@ def test_demo_runs_from_any_directory(tmp_path: Path) -> None:
             "4",
             "--seed",
             "7",
+            "--prometheus",
+            "off",
         ],
         cwd=tmp_path,
         env=_env(),
@@ -61,14 +64,17 @@ def test_demo_runs_from_any_directory(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "metrics: memory" in out
+    for service in ("auth_server", "registry"):
+        assert f"{service}: http://127.0.0.1:" in out
+    assert "/metrics on the same port" in out and "operations over HTTP" in out
     progress = [line for line in out.splitlines() if line.startswith("[") and "operations:" in line]
     assert len(progress) >= 2
     assert "done:" in out and "p50 ms" in out and "p99 ms" in out
+    assert "[registry]" in out and "[auth_server]" in out  # each service's own /metrics
     for name in (
-        "oauth_flow_duration_seconds",
-        "mcp_tool_execution_duration_seconds",
-        "auth_requests_total",
+        "oauth_flow_duration_seconds{",
+        "mcp_tool_execution_duration_seconds{",
+        "auth_requests_total{",
     ):
         assert name in out
     assert "WARNING" not in proc.stderr, proc.stderr
@@ -88,6 +94,8 @@ def test_demo_json_mode() -> None:
             "--seed",
             "1",
             "--json",
+            "--prometheus",
+            "off",
         ],
         cwd=ROOT,
         env=_env(),
@@ -98,6 +106,8 @@ def test_demo_json_mode() -> None:
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(proc.stdout.strip().splitlines()[-1])
     assert payload["ops"] == sum(payload["by_op"].values()) > 0
+    assert set(payload["ports"]) == {"registry", "auth_server"}
+    assert payload["prometheus_port"] is None
     assert "operations:" in proc.stderr
     # The workload's own count: one authorization request and one flow per oauth_flow
     # operation; one outside duration per histogram call, each positive.

@@ -1,13 +1,13 @@
-"""End to end with a real Prometheus server scraping the demo's /metrics.
+"""End to end with a real Prometheus server scraping both services' /metrics.
 
-The demo runs in a subprocess (``--json --keep-running`` with the Prometheus exporter on
-a free loopback port), prints what it recorded as JSON, and keeps serving.  A real
-``prometheus`` (Debian's package) on loopback scrapes it every second; the test then
-asks Prometheus' HTTP API, with PromQL, for counter values, ``_bucket`` counts and
-``histogram_quantile``, and compares them with what the workload counted itself
-(``payload["workload"]``: calls per metric and label set, timed from outside), never
-with a metrics reader of the library.  A missing
-``prometheus`` binary fails the test (``make system-deps`` installs it).
+The demo runs in a subprocess (``--json --keep-running --prometheus on``): it starts the
+auth server and the registry under uvicorn, each serving Prometheus ``/metrics`` on its
+own port, and a real ``prometheus`` (Debian's package) on loopback scraping both every
+second; it prints what it did as JSON, and keeps serving.  The test asks Prometheus'
+HTTP API, with PromQL, for counter values, ``_bucket`` counts and ``histogram_quantile``,
+and compares them with what the workload counted itself (``payload["workload"]``: calls
+per metric and label set, timed from outside), never with a metrics reader of the
+library.  A missing ``prometheus`` binary fails the test (``make system-deps`` installs it).
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _servers import require_prometheus, wait_until
 from _workload_checks import (
     Key,
     assert_buckets_consistent,
@@ -47,25 +46,6 @@ ROOT = Path(__file__).resolve().parent.parent
 IGNORED = {"job", "instance", "otel_scope_name", "otel_scope_version", "otel_scope_schema_url"}
 
 
-def free_port() -> int:
-    """A free loopback port (bind to 0, read it, close): Prometheus has no port 0."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def prometheus_binary() -> str:
-    path = shutil.which("prometheus") or (
-        "/usr/bin/prometheus" if os.path.exists("/usr/bin/prometheus") else None
-    )
-    if path is None:
-        pytest.fail(
-            "the prometheus server binary is missing: "
-            "run `make system-deps` (apt-get install prometheus)"
-        )
-    return path
-
-
 def query(port: int, promql: str) -> list[dict[str, Any]]:
     url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
     with urllib.request.urlopen(url, timeout=5) as response:
@@ -73,20 +53,6 @@ def query(port: int, promql: str) -> list[dict[str, Any]]:
     assert body["status"] == "success", body
     result: list[dict[str, Any]] = body["data"]["result"]
     return result
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last is True:
-                return
-        except OSError as exc:  # not up yet
-            last = exc
-        time.sleep(0.25)
-    pytest.fail(f"timed out waiting for {what}: {last!r}")
 
 
 def rows(result: list[dict[str, Any]], metric: str, drop: tuple[str, ...] = ()) -> dict[Key, float]:
@@ -104,30 +70,12 @@ def rows(result: list[dict[str, Any]], metric: str, drop: tuple[str, ...] = ()) 
     return out
 
 
-def test_prometheus_scrapes_what_the_workload_recorded(tmp_path: Path) -> None:
+def test_prometheus_scrapes_what_the_workload_recorded() -> None:
     """PromQL returns exactly the workload's series and counts; buckets, sums and
     histogram_quantile agree with its own timings."""
-    binary = prometheus_binary()
-    prom_port, demo_port = free_port(), free_port()
-    (tmp_path / "prometheus.yml").write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: demo\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{demo_port}']\n"
-    )
-    prom = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "prometheus.log", "wb"),  # noqa: SIM115 - closed with the process
-    )
+    require_prometheus()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(
-        PYTHONPATH=str(ROOT), OTEL_PROMETHEUS_ENABLED="true", OTEL_PROMETHEUS_PORT=str(demo_port)
-    )
+    env.update(PYTHONPATH=str(ROOT))
     demo = subprocess.Popen(
         [
             sys.executable,
@@ -141,6 +89,8 @@ def test_prometheus_scrapes_what_the_workload_recorded(tmp_path: Path) -> None:
             "11",
             "--json",
             "--keep-running",
+            "--prometheus",
+            "on",
         ],
         cwd=ROOT,
         env=env,
@@ -152,34 +102,41 @@ def test_prometheus_scrapes_what_the_workload_recorded(tmp_path: Path) -> None:
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.append(demo.stdout.readline()), daemon=True)  # type: ignore[union-attr]
         reader.start()
-        reader.join(30)
+        reader.join(60)
         assert lines and lines[0].strip(), (
             f"no JSON from the demo; stderr: {demo.stderr and demo.stderr.read()}"
         )
         payload = json.loads(lines[0])
-        assert payload["prometheus_port"] == demo_port and payload["ops"] > 100
+        prom_port = payload["prometheus_port"]
+        assert prom_port and payload["ops"] > 100
         workload = payload["workload"]
         expected = expected_counts(workload)
         outside = expected_seconds(workload)
 
-        # The exporter's names: counters keep `_total`, seconds histograms `_seconds_bucket`.
-        with urllib.request.urlopen(f"http://127.0.0.1:{demo_port}/metrics", timeout=5) as r:
+        # The exporter's names, on each service's own port: counters keep `_total`,
+        # seconds histograms `_seconds_bucket`.
+        port = payload["ports"]["registry"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
         assert "\nauth_requests_total{" in text
         assert "\nmcp_tool_execution_duration_seconds_bucket{" in text
 
         total_ops = sum(n for k, n in expected.items() if k[1] == "registry_operations_total")
-        # The demo prints its JSON after the workload has ended: a scrape that started
-        # later holds every final count (one metric at its final value is not enough: other
-        # clients may still have been at work when it got there).
+        # The demo prints its JSON after the workload has ended: a scrape of both services
+        # that started later holds every final count (one metric at its final value is not
+        # enough: other clients may still have been at work when it got there).
         printed = time.time()
 
         def scraped_final() -> bool | tuple[float, float]:
             got = query(prom_port, "sum(registry_operations_total)")
             value = float(got[0]["value"][1]) if got else -1.0
-            up = query(prom_port, 'timestamp(up{job="demo"})')
+            up = query(prom_port, "min(timestamp(up))")
             scraped_at = float(up[0]["value"][1]) if up else 0.0
-            return (value == total_ops and scraped_at > printed + 0.1) or (value, scraped_at)
+            both = len(query(prom_port, "up == 1")) == 2
+            return (both and value == total_ops and scraped_at > printed + 0.1) or (
+                value,
+                scraped_at,
+            )
 
         wait_until(scraped_final, 20, "Prometheus to scrape the final counts")
 
@@ -222,10 +179,8 @@ def test_prometheus_scrapes_what_the_workload_recorded(tmp_path: Path) -> None:
                 assert median <= edge * (1 + 1e-9), (k, median, mine)
     finally:
         demo.terminate()
-        prom.terminate()
-        for proc in (demo, prom):
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        try:
+            demo.wait(30)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            demo.wait()
