@@ -151,9 +151,12 @@ class TestCaptureMetrics:
 
     def test_captures_do_not_nest(self, no_setup: None) -> None:
         """A capture inside a capture is a clear error."""
-        with capture_metrics(), pytest.raises(RuntimeError, match="already active"):
-            with capture_metrics():
-                pass
+        with (
+            capture_metrics(),
+            pytest.raises(RuntimeError, match="already active"),
+            capture_metrics(),
+        ):
+            pass
 
     def test_bad_arguments_still_fail_at_setup(self, no_setup: None) -> None:
         """The application's setup is still checked: a bad argument raises."""

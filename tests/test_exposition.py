@@ -94,7 +94,7 @@ class TestWsgi:
         _, got, body = wsgi({})
         status, head, empty = wsgi({"REQUEST_METHOD": "HEAD"})
         assert status == "200 OK" and empty == b""
-        assert int(head["Content-Length"]) > 0
+        assert int(head["Content-Length"]) == len(body) == int(got["Content-Length"]) > 0
         assert wsgi({"REQUEST_METHOD": "OPTIONS"})[1]["Allow"] == "OPTIONS, GET, HEAD"
         assert wsgi({"REQUEST_METHOD": "POST"})[0] == "405 Method Not Allowed"
 
