@@ -55,7 +55,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
-from . import _exit, _switching
+from . import _exit, _switching, multiprocess
 from . import config as config_module
 from . import engine as engine_module
 from ._exporters import (
@@ -148,6 +148,9 @@ class _Plan:
     engine: str = DEFAULT_ENGINE
     flush_on_signals: bool = True
     exit_timeout_millis: float = DEFAULT_EXIT_TIMEOUT_MILLIS
+    #: Multi-process mode: the checked folder, and whether this process exports it.
+    folder: multiprocess.Folder | None = None
+    aggregate: bool = False
 
 
 @dataclass
@@ -162,6 +165,8 @@ class _Installation:
     prometheus_port: int | None = None
     logger_provider: LoggerProvider | None = None
     log_handler: logging.Handler | None = None
+    #: Multi-process mode, in the exporting process: the folder's collector.
+    collector: multiprocess.Collector | None = None
 
 
 class MetricsSetup:
@@ -743,7 +748,16 @@ def _build(
                 )
             )
         if "prometheus" in plan.exporters:
-            if in_child and plan.prometheus_port != 0:
+            if plan.folder is not None and (in_child or not plan.aggregate):
+                _log.info(
+                    "otel_aspects: process %d records into the multi-process folder %s and "
+                    "does not serve Prometheus itself; the exporting process does "
+                    "(otel_aspects.multiprocess.serve_metrics, the gunicorn hook, or "
+                    "otel-aspects serve-metrics)",
+                    os.getpid(),
+                    plan.folder.path,
+                )
+            elif in_child and plan.prometheus_port != 0:
                 _log.info(
                     "otel_aspects: forked worker %d does not serve Prometheus on fixed port %d "
                     "(the parent holds it); use OTLP or OTEL_PROMETHEUS_PORT=0 for workers",
@@ -868,6 +882,8 @@ def _teardown(inst: _Installation, timeout_millis: float) -> None:
 
 def _teardown_now(inst: _Installation, timeout_millis: float) -> bool:
     """Flush and shut down one installation (in the process that built it)."""
+    if inst.collector is not None:
+        inst.collector.stop()
     if inst.log_handler is not None:
         logging.getLogger().removeHandler(inst.log_handler)
     _close_prometheus(inst)
@@ -900,6 +916,8 @@ def setup_metrics(
     engine: str | None = None,
     flush_on_signals: bool | None = None,
     exit_timeout_millis: float | None = None,
+    multiprocess_dir: str | os.PathLike[str] | None = None,
+    aggregate: bool = False,
 ) -> MetricsSetup:
     """Configure the OpenTelemetry SDK for this process; safe to call again.
 
@@ -948,6 +966,7 @@ def setup_metrics(
     """
     chosen_engine = _resolve_engine(engine)
     exit_timeout = _resolve_exit_timeout(exit_timeout_millis)
+    folder = _resolve_multiprocess(multiprocess_dir, service_name, chosen_engine, aggregate)
     with _setup_lock:
         if _env("OTEL_SDK_DISABLED").lower() in _TRUE:
             _shutdown_locked(timeout_millis=10_000)
@@ -991,12 +1010,18 @@ def setup_metrics(
             engine=chosen_engine,
             flush_on_signals=_resolve_flush_on_signals(flush_on_signals),
             exit_timeout_millis=exit_timeout,
+            folder=folder,
+            aggregate=aggregate and folder is not None,
         )
         previous = _state.current
         if previous is not None and previous._installation is not None:
             # Free the Prometheus port before the new server binds it.
             _close_prometheus(previous._installation)
-        instance_id = str(plan.resource_attributes.get("service.instance.id") or uuid.uuid4())
+        instance_id = str(
+            plan.resource_attributes.get("service.instance.id")
+            or (plan.folder.instance_id if plan.aggregate and plan.folder else None)
+            or uuid.uuid4()
+        )
         try:
             inst = _build(plan, instance_id)
         except BaseException:
@@ -1007,6 +1032,7 @@ def setup_metrics(
         setup = MetricsSetup(plan, inst)
         provider = _provider()
         engine_module.set_global_mode(plan.engine)
+        _use_multiprocess(plan, inst)
         provider._switch(inst.meter_provider or NoOpMeterProvider())
         _install_global(provider)
         _state.current = setup
@@ -1024,6 +1050,60 @@ def setup_metrics(
         _exit.register_worker_flush(_worker_flush)
         _log.info("otel_aspects: metrics set up: %r", setup)
         return setup
+
+
+def _resolve_multiprocess(
+    directory: str | os.PathLike[str] | None, service_name: str, engine: str, aggregate: bool
+) -> multiprocess.Folder | None:
+    """The checked multi-process folder (argument, else the variable), or ``None``."""
+    raw = os.fspath(directory) if directory is not None else _env(multiprocess.ENV_VAR)
+    if not raw:
+        if aggregate:
+            raise ValueError(
+                "setup_metrics(aggregate=True) exports a multi-process folder: pass "
+                f"multiprocess_dir= or set {multiprocess.ENV_VAR}"
+            )
+        return None
+    if engine != "engine":
+        raise ValueError(
+            "setup_metrics: multi-process mode needs the engine (engine='engine'); "
+            "unset OTEL_ASPECTS_ENGINE=sdk or multiprocess_dir"
+        )
+    folder = multiprocess.prepare(raw, service_name, create=aggregate)
+    if aggregate:
+        report = multiprocess.stale_report(folder)
+        if report is not None:
+            _log.warning("otel_aspects: %s", report)
+    return folder
+
+
+def _use_multiprocess(plan: _Plan, inst: _Installation) -> None:
+    """Tell the engine where this setup's series live and what its readers collect."""
+    folder = plan.folder
+    if folder is None:
+        engine_module.set_global_multiprocess(None, None)
+        return
+    if plan.aggregate:
+        inst.collector = multiprocess.Collector(folder)
+        inst.collector.start_compacting()
+        source = inst.collector.collect
+    else:
+        source = multiprocess.nothing
+    engine_module.set_global_multiprocess(_process_file(folder), source)
+
+
+_process_files: dict[str, Any] = {}
+
+
+def _process_file(folder: multiprocess.Folder) -> Any:
+    """This process's :class:`~otel_aspects.mpseries.ProcessFile` for *folder* (one per folder)."""
+    from .mpseries import ProcessFile
+
+    key = str(folder.path.resolve())
+    found = _process_files.get(key)
+    if found is None:
+        found = _process_files[key] = ProcessFile(folder.path)
+    return found
 
 
 def _install_global(provider: _SwitchingMeterProvider) -> None:
