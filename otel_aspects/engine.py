@@ -899,6 +899,11 @@ class Store:
             for instrument in self.instruments.values():
                 instrument.route_to_sdk(mode == SDK)
 
+    def use_files(self, files: ProcessFile | None, source: Source | None) -> None:
+        """Multi-process mode from the next generation on: series in *files*, readers
+        collecting *source* (``None``, ``None``: in memory, one process)."""
+        self.files, self.source = files, source
+
     def configure_sampling(self, sampling: int, exemplar_filter: Any = None) -> None:
         """Sample exemplars as the provider's filter says (this and later generations)."""
         self.sampling, self.exemplar_filter = sampling, exemplar_filter
@@ -981,8 +986,7 @@ def switch_global(target: Any, mode: str | None = None) -> None:
     store = _GLOBAL
     store.on_generation.clear()  # the previous bridge keeps its generation
     sdk_target = isinstance(target, SdkMeterProvider)
-    store.files = _global_files if sdk_target else None
-    store.source = _global_source if sdk_target else None
+    store.use_files(*((_global_files, _global_source) if sdk_target else (None, None)))
     if sdk_target:
         store.configure_sampling(*bridge.sampling_of(target))
         store.new_generation()

@@ -28,7 +28,7 @@ of 8), ``u32 type``, ``u32 id``, ``u32 n``, ``n`` bytes of JSON, zero padding to
 
 Value words of a series (int64 ``q``, or float64 ``d``, in place)::
 
-    0 N      q  measurements
+    0 N      q  measurements (a histogram's: unused, its count is the sum of its buckets)
     1 ISUM   q  integer part of the sum (a gauge: its value when an int)
     2 FSUM   d  float part of the sum (a gauge: its value when a float)
     3 FLAGS  q  1: a float was measured (a gauge: its value is the float)
@@ -366,7 +366,7 @@ def values(data: bytes, at: int, meta: Meta) -> tuple[int, int | float, int, lis
         buckets = len(meta.bounds or ()) + 1
         low, high = struct.unpack_from("<dd", data, at + MIN * _WORD)
         counts = list(struct.unpack_from(f"<{buckets}q", data, at + BUCKETS * _WORD))
-        return n, value, start, [low, high, counts]
+        return sum(counts), value, start, [low, high, counts]
     return n, value, start, []
 
 
@@ -413,7 +413,6 @@ def observe(words: Words, bounds: tuple[float, ...], value: int | float) -> int:
     """Add one measurement to a histogram's words (writer's lock held); its bucket."""
     q, d = words.q, words.d
     index = bisect_left(bounds, value)
-    q[N] += 1
     if value.__class__ is int:
         q[ISUM] += value
     else:

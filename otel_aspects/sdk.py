@@ -271,6 +271,20 @@ class MetricsSetup:
         """This process's ``service.instance.id`` (a uuid4, new in each forked worker)."""
         return self._installation.instance_id if self._installation else None
 
+    @property
+    def multiprocess_dir(self) -> str | None:
+        """The multi-process folder this process records into, or ``None``."""
+        folder = self._plan.folder if self._plan else None
+        return str(folder.path) if folder is not None else None
+
+    def compact(self) -> int:
+        """Fold dead processes' files into the folder's archive now (the exporting
+        process of multi-process mode does it every few seconds anyway); how many."""
+        inst = self._installation
+        if inst is None or inst.collector is None or not self._active:
+            return 0
+        return inst.collector.compact_now()
+
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         """Collect and export now (metrics and logs); ``True`` when nothing timed out.
 
