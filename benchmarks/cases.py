@@ -586,6 +586,31 @@ def _aspects_method() -> dict[str, Any]:
     return {"obj": Service(), "_keep": keep, "_counts": aspects_counts(keep[2])}
 
 
+def _aspects_decorator_multiprocess() -> dict[str, Any]:
+    """``_aspects_decorator`` with the store in multi-process mode: every call written
+    through to this process's memory-mapped file in a temporary folder."""
+    import tempfile
+
+    from otel_aspects import engine, multiprocess
+    from otel_aspects.mpseries import ProcessFile
+
+    client, provider, reader = aspects_client()
+    store = engine.store_for(provider)
+    assert store is not None
+    folder = Path(tempfile.mkdtemp(prefix="otel-aspects-bench-"))
+    store.use_files(ProcessFile(folder), multiprocess.nothing)
+    store.new_generation()
+    t, keep = _timed(provider, labels=STATIC_LABELS)
+    keep = (client, provider, reader, *keep)
+
+    def counts() -> tuple[int, int]:
+        totals = multiprocess.read_totals(folder)
+        by_kind = {t.meta.kind: t.n for t in totals.values()}
+        return by_kind.get("counter", 0), by_kind.get("histogram", 0)
+
+    return {"f": t(body), "_keep": keep, "_counts": counts}
+
+
 def _aspects_decorator_2readers() -> dict[str, Any]:
     provider, registry = two_reader_sdk()
     t, keep = _timed(provider, labels=STATIC_LABELS)
@@ -728,6 +753,13 @@ def aspect_cases() -> list[Case]:
             "f(1)",
             _aspects_decorator,
             peer="prom_wrapt_prebound",
+        ),
+        Case(
+            "aspects_decorator_multiprocess",
+            "otel_aspects",
+            "aspects_decorator in multi-process mode (written through to a memory-mapped file)",
+            "f(1)",
+            _aspects_decorator_multiprocess,
         ),
         Case(
             "aspects_decorator_2readers",

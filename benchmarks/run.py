@@ -69,6 +69,13 @@ TARGETS: tuple[tuple[str, str, float, str], ...] = (
         "(<= 1.05 x one reader: 1.0 plus run-to-run noise)",
     ),
     (
+        "aspects_decorator_multiprocess",
+        "aspects_decorator",
+        1.50,
+        "`@timed` in multi-process mode (every call written through to the process's "
+        "memory-mapped file) <= 1.5 x the same call in single-process mode",
+    ),
+    (
         "aspects_with_set_label",
         "prom_labels_per_call",
         1.00,

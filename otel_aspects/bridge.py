@@ -68,7 +68,7 @@ from ._warn import warn_once
 from .engine import Generation, Instrument, Store
 from .series import HistogramSeries, Series, SumSeries
 
-__all__ = ("attach", "has_view_for", "sampling_of")
+__all__ = ("attach", "has_view_for", "metric_of", "preferences", "sampling_of", "scope_of")
 
 logger = logging.getLogger("otel_aspects.bridge")
 
@@ -154,7 +154,8 @@ class Bridge:
     def merge(self, reader: Any, data: MetricsData | None) -> MetricsData | None:
         """*data* with the engine's metrics for *reader* added."""
         now = time_ns()
-        ours = _collect(self.generation, reader, now)
+        source = self.generation.source
+        ours = _collect(self.generation, reader, now) if source is None else source(reader, now)
         if not ours:
             return data
         if data is None or not data.resource_metrics:
@@ -211,41 +212,50 @@ def attach(store: Store, provider: SdkMeterProvider) -> Bridge:
 # --------------------------------------------------------------------------
 
 
+def preferences(reader: Any) -> tuple[dict[str, AggregationTemporality], set[str]]:
+    """*reader*'s temporality per instrument kind, and the kinds it drops.
+
+    An aggregation the engine does not produce is warned once (the engine's own is used).
+    """
+    temporalities = getattr(reader, "_instrument_class_temporality", {})
+    aggregations = getattr(reader, "_instrument_class_aggregation", {})
+    temporality = {
+        kind: temporalities.get(cls, AggregationTemporality.CUMULATIVE)
+        for kind, cls in SDK_CLASSES.items()
+    }
+    drop: set[str] = set()
+    for kind, cls in SDK_CLASSES.items():
+        aggregation = aggregations.get(cls)
+        if aggregation is None or isinstance(aggregation, _OURS[kind]):
+            continue
+        if isinstance(aggregation, DropAggregation):
+            drop.add(kind)
+        elif not (
+            kind == "histogram"
+            and isinstance(aggregation, ExplicitBucketHistogramAggregation)
+            and aggregation._boundaries is None
+        ):
+            warn_once(
+                logger,
+                ("aggregation", type(reader).__name__, kind),
+                "otel_aspects: reader %s prefers %s for %s instruments; the engine exports "
+                "its own (sum, last value, explicit buckets). Set OTEL_ASPECTS_ENGINE=sdk to "
+                "let the SDK aggregate",
+                type(reader).__name__,
+                type(aggregation).__name__,
+                kind,
+                budget="hooks",
+            )
+    return temporality, drop
+
+
 class _ReaderState:
     """What one reader has been given so far, in one generation."""
 
     __slots__ = ("drop", "given", "last", "slot", "snapshots", "temporality", "totals")
 
     def __init__(self, reader: Any, generation: Generation) -> None:
-        temporalities = getattr(reader, "_instrument_class_temporality", {})
-        aggregations = getattr(reader, "_instrument_class_aggregation", {})
-        self.temporality = {
-            kind: temporalities.get(cls, AggregationTemporality.CUMULATIVE)
-            for kind, cls in SDK_CLASSES.items()
-        }
-        self.drop: set[str] = set()
-        for kind, cls in SDK_CLASSES.items():
-            aggregation = aggregations.get(cls)
-            if aggregation is None or isinstance(aggregation, _OURS[kind]):
-                continue
-            if isinstance(aggregation, DropAggregation):
-                self.drop.add(kind)
-            elif not (
-                kind == "histogram"
-                and isinstance(aggregation, ExplicitBucketHistogramAggregation)
-                and aggregation._boundaries is None
-            ):
-                warn_once(
-                    logger,
-                    ("aggregation", type(reader).__name__, kind),
-                    "otel_aspects: reader %s prefers %s for %s instruments; the engine exports "
-                    "its own (sum, last value, explicit buckets). Set OTEL_ASPECTS_ENGINE=sdk to "
-                    "let the SDK aggregate",
-                    type(reader).__name__,
-                    type(aggregation).__name__,
-                    kind,
-                    budget="hooks",
-                )
+        self.temporality, self.drop = preferences(reader)
         #: Previous collection time per instrument (a delta point's start).
         self.last: dict[Instrument, int] = {}
         #: Delta: each series' count (and bucket counts) at the previous collection.
@@ -269,7 +279,7 @@ def _reader_state(generation: Generation, reader: Any) -> _ReaderState:
 _SCOPES: dict[tuple[str, str | None, str | None], InstrumentationScope] = {}
 
 
-def _scope(key: tuple[str, str | None, str | None]) -> InstrumentationScope:
+def scope_of(key: tuple[str, str | None, str | None]) -> InstrumentationScope:
     scope = _SCOPES.get(key)
     if scope is None:
         scope = _SCOPES[key] = InstrumentationScope(*key)
@@ -296,7 +306,9 @@ def _collect(
             if (point := _point(instrument, series, row, state, delta, previous, now)) is not None
         ]
         if points:
-            out.setdefault(_scope(instrument.scope), []).append(_metric(instrument, points, delta))
+            out.setdefault(scope_of(instrument.scope), []).append(
+                metric_of(instrument, points, delta)
+            )
     return out
 
 
@@ -391,7 +403,8 @@ def _point(
     )
 
 
-def _metric(instrument: Instrument, points: list[Any], delta: bool) -> Metric:
+def metric_of(instrument: Any, points: list[Any], delta: bool) -> Metric:
+    """One metric of *instrument* (an engine instrument, or an ``mpfile.Meta``)."""
     temporality = _DELTA if delta else AggregationTemporality.CUMULATIVE
     kind = instrument.kind
     data: Sum | Gauge | Histogram

@@ -158,6 +158,7 @@ class OTelMetricsClient:
                 description=spec.description,
                 buckets=spec.buckets if spec.kind == "histogram" else None,
                 max_series=spec.max_series,
+                multiprocess=spec.multiprocess,
                 api_factory=make,
                 route_to_sdk=route_to_sdk,
             )

@@ -124,6 +124,13 @@ _NAME_LIMIT = 260
 _TOP_KEYS = ("service_name", *SECTIONS)
 _ENTRY_KEYS = ("name", "description", "unit", "capture", "max_series")
 _HISTOGRAM_KEYS = (*_ENTRY_KEYS, "buckets")
+_COMBINED_KEYS = (*_ENTRY_KEYS, "multiprocess")
+#: How the processes' values combine in multi-process mode (``multiprocess:``), per
+#: kind that may choose; counters and histograms always add up.
+MULTIPROCESS_MODES: dict[str, tuple[str, ...]] = {
+    "gauge": ("last", "sum", "max", "min", "live_sum"),
+    "up_down_counter": ("live_sum", "sum", "max", "min"),
+}
 
 
 class MetricsConfigError(ValueError):
@@ -152,6 +159,9 @@ class MetricSpec:
     capture: bool = True
     buckets: tuple[float, ...] | None = None
     max_series: int | None = None
+    #: Gauges and up-down counters: how processes combine in multi-process mode
+    #: (:data:`MULTIPROCESS_MODES`; ``None``: the first, the kind's default).
+    multiprocess: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind == "histogram" and self.unit == "s" and self.buckets is None:
@@ -471,12 +481,24 @@ class _Collector:
             return None
         where = f"{section}[{index}] {short_repr(name, _NAME_LIMIT)}"
         ok = True
-        allowed = _HISTOGRAM_KEYS if kind == "histogram" else _ENTRY_KEYS
+        allowed = (
+            _HISTOGRAM_KEYS
+            if kind == "histogram"
+            else _COMBINED_KEYS
+            if kind in MULTIPROCESS_MODES
+            else _ENTRY_KEYS
+        )
         for key in entry:
             if isinstance(key, str) and key in allowed:
                 continue
             if key == "buckets":
                 self.error(where, "key 'buckets': only histograms take buckets; remove it")
+            elif key == "multiprocess":
+                self.error(
+                    where,
+                    "key 'multiprocess': counters and histograms always add up across "
+                    "processes; only gauges and up_down_counters choose; remove it",
+                )
             else:
                 self.error(where, f"key {short_repr(key)}: unknown key; {_hint(key, allowed)}")
             ok = False
@@ -539,6 +561,16 @@ class _Collector:
             )
             ok = False
 
+        multiprocess = entry.get("multiprocess")
+        modes = MULTIPROCESS_MODES.get(kind, ())
+        if multiprocess is not None and modes and multiprocess not in modes:
+            self.error(
+                where,
+                f"key 'multiprocess': {short_repr(multiprocess)} is not a mode for {kind}s; "
+                f"use one of {', '.join(modes)} (default {modes[0]})",
+            )
+            ok = False
+
         if name in self.declared_at:
             self.error(
                 where,
@@ -557,6 +589,7 @@ class _Collector:
             capture=bool(capture),
             buckets=buckets,
             max_series=max_series,
+            multiprocess=multiprocess if modes else None,
         )
 
 

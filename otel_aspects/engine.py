@@ -42,7 +42,7 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from time import time_ns
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
@@ -52,6 +52,16 @@ from ._attributes import clean_attributes
 from ._values import INT64_MAX, checked_value
 from ._warn import warn_once
 from .series import GaugeSeries, HistogramSeries, Series, SumSeries
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import Metric
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from .mpseries import ProcessFile
+
+    #: What a reader collects instead of a generation's series: ``(reader, now)`` ->
+    #: metrics per scope.
+    Source = Callable[[Any, int], dict[InstrumentationScope, list[Metric]]]
 
 __all__ = (
     "DEFAULT_MAX_SERIES",
@@ -140,16 +150,28 @@ class Generation:
     __slots__ = (
         "__weakref__",
         "exemplar_filter",
+        "files",
         "lock",
         "reader_slots",
         "readers",
         "sampling",
         "slots",
+        "source",
         "tables",
     )
 
-    def __init__(self, sampling: int = SAMPLE_TRACE, exemplar_filter: Any = None) -> None:
+    def __init__(
+        self,
+        sampling: int = SAMPLE_TRACE,
+        exemplar_filter: Any = None,
+        files: ProcessFile | None = None,
+        source: Source | None = None,
+    ) -> None:
         self.lock = threading.Lock()
+        #: Multi-process mode: the series live in this process's file, not in memory,
+        #: and readers collect *source* instead (see :func:`set_global_multiprocess`).
+        self.files = files
+        self.source = source
         self.tables: dict[Instrument, Table] = {}
         #: Readers seen so far; each has a slot in every series (see ``SumSeries``).
         self.reader_slots = 0
@@ -169,7 +191,17 @@ class Generation:
                 slot = self.slots.get(key)
                 if slot is None:
                     slot = self.slots[key] = Slot(counter, histogram, self)
+                    if self.files is not None:
+                        slot.pending = self.files.pair_queue(  # type: ignore[assignment]
+                            counter, histogram, self.lock
+                        )
         return slot
+
+    def new_series(self, instrument: Instrument, attributes: dict[str, Any]) -> Series:
+        """A new series of *instrument* (in this process's file in multi-process mode)."""
+        if self.files is not None:
+            return self.files.new_series(instrument, attributes, self.lock)
+        return instrument.new_series(attributes, self.reader_slots)
 
     def fold_all(self) -> None:
         """Add everything measured but not yet added to the series (before a collection)."""
@@ -251,14 +283,7 @@ class Generation:
             kept: dict[str, Any] | None = clean_attributes(attributes, "exemplar") or None
         else:
             kept = {} if series.attributes else None
-        exemplar = (value, now, span_id, trace_id, kept)
-        if isinstance(series, HistogramSeries):
-            exemplars = series.exemplars
-            if exemplars is None:
-                exemplars = series.exemplars = [None] * len(series.counts)
-            exemplars[index] = exemplar
-        else:
-            series.exemplar = exemplar
+        series.keep_exemplar(index, (value, now, span_id, trace_id, kept))
 
 
 class Slot:
@@ -370,7 +395,7 @@ class Table:
                 budget="labels",
             )
             key, attributes = _OVERFLOW_KEY, dict(OVERFLOW_ATTRIBUTES)
-        series = instrument.new_series(attributes, self.generation.reader_slots)
+        series = self.generation.new_series(instrument, attributes)
         self.series[key] = series
         return series
 
@@ -403,8 +428,11 @@ class Instrument:
         buckets: Sequence[float] | None,
         max_series: int | None,
         api_factory: Callable[[], Any] | None,
+        multiprocess: str | None = None,
     ) -> None:
         self.store = store
+        #: How processes combine in multi-process mode (``None``: the kind's default).
+        self.multiprocess = multiprocess
         self.name = name
         self.unit = unit
         self.description = description
@@ -567,8 +595,7 @@ class Gauge(Instrument):
     ) -> None:
         generation = self.table.generation
         with generation.lock:
-            series.value = value  # type: ignore[attr-defined]
-            series.n += 1
+            series.set(value)  # type: ignore[attr-defined]
         if generation.sampling and (
             generation.sampling != SAMPLE_TRACE or context or get_current()
         ):
@@ -808,6 +835,10 @@ class Store:
         #: Exemplar sampling of the provider the store is bridged to (see ``bridge.sampling_of``).
         self.sampling = SAMPLE_TRACE
         self.exemplar_filter: Any = None
+        #: Multi-process mode: where new generations keep their series, and what the
+        #: bridge collects instead of them (see :func:`set_global_multiprocess`).
+        self.files: ProcessFile | None = None
+        self.source: Source | None = None
         self.gen = Generation()
         #: Moves whenever a generation starts or an instrument changes route (what
         #: :class:`Pair` caches is then stale).
@@ -836,6 +867,7 @@ class Store:
         max_series: int | None = None,
         api_factory: Callable[[], Any] | None = None,
         route_to_sdk: bool = False,
+        multiprocess: str | None = None,
     ) -> Instrument:
         """The instrument *name* of *kind* in *scope* (the first one made is kept)."""
         # The SDK's identity of an instrument: two with one name and another unit or
@@ -845,7 +877,15 @@ class Store:
             instrument = self.instruments.get(key)
             if instrument is None:
                 instrument = _KINDS[kind](
-                    self, name, unit, description, scope, buckets, max_series, api_factory
+                    self,
+                    name,
+                    unit,
+                    description,
+                    scope,
+                    buckets,
+                    max_series,
+                    api_factory,
+                    multiprocess,
                 )
                 self.instruments[key] = instrument
                 if route_to_sdk or self.mode == SDK:
@@ -859,6 +899,11 @@ class Store:
             for instrument in self.instruments.values():
                 instrument.route_to_sdk(mode == SDK)
 
+    def use_files(self, files: ProcessFile | None, source: Source | None) -> None:
+        """Multi-process mode from the next generation on: series in *files*, readers
+        collecting *source* (``None``, ``None``: in memory, one process)."""
+        self.files, self.source = files, source
+
     def configure_sampling(self, sampling: int, exemplar_filter: Any = None) -> None:
         """Sample exemplars as the provider's filter says (this and later generations)."""
         self.sampling, self.exemplar_filter = sampling, exemplar_filter
@@ -866,7 +911,7 @@ class Store:
 
     def new_generation(self) -> Generation:
         """Start again with empty series (and a new lock); returns the new generation."""
-        gen = Generation(self.sampling, self.exemplar_filter)
+        gen = Generation(self.sampling, self.exemplar_filter, self.files, self.source)
         with self._lock:
             for instrument in self.instruments.values():
                 instrument.table = gen.table(instrument)
@@ -878,6 +923,8 @@ class Store:
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
+        if self.files is not None:
+            self.files.after_fork()
         self.new_generation()
 
 
@@ -903,6 +950,19 @@ def use_as_global(provider: Any) -> None:
 
 _global_mode: str | None = None
 _global_provider: Any = None
+_global_files: ProcessFile | None = None
+_global_source: Source | None = None
+
+
+def set_global_multiprocess(files: ProcessFile | None, source: Source | None) -> None:
+    """Multi-process mode for the global store once bridged (``setup_metrics``).
+
+    *files*: where this process's series go (``None``: in memory, one process);
+    *source*: what the global provider's readers collect instead of this process's
+    series (the folder's total in the process that exports it, nothing elsewhere).
+    """
+    global _global_files, _global_source
+    _global_files, _global_source = files, source
 
 
 def set_global_mode(mode: str) -> None:
@@ -925,7 +985,9 @@ def switch_global(target: Any, mode: str | None = None) -> None:
 
     store = _GLOBAL
     store.on_generation.clear()  # the previous bridge keeps its generation
-    if isinstance(target, SdkMeterProvider):
+    sdk_target = isinstance(target, SdkMeterProvider)
+    store.use_files(*((_global_files, _global_source) if sdk_target else (None, None)))
+    if sdk_target:
         store.configure_sampling(*bridge.sampling_of(target))
         store.new_generation()
         bridge.attach(store, target)

@@ -57,7 +57,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
-from . import _exit, _switching
+from . import _exit, _switching, multiprocess
 from . import config as config_module
 from . import engine as engine_module
 from ._exporters import (
@@ -155,6 +155,9 @@ class _Plan:
     #: False: the Prometheus reader fills its registry, no server binds a port
     #: (``otel_aspects.exposition`` serves it on the application's own port).
     prometheus_server: bool = True
+    #: Multi-process mode: the checked folder, and whether this process exports it.
+    folder: multiprocess.Folder | None = None
+    aggregate: bool = False
 
 
 @dataclass
@@ -170,6 +173,8 @@ class _Installation:
     prometheus_registry: Any = None
     logger_provider: LoggerProvider | None = None
     log_handler: logging.Handler | None = None
+    #: Multi-process mode, in the exporting process: the folder's collector.
+    collector: multiprocess.Collector | None = None
 
 
 class MetricsSetup:
@@ -283,6 +288,20 @@ class MetricsSetup:
     def service_instance_id(self) -> str | None:
         """This process's ``service.instance.id`` (a uuid4, new in each forked worker)."""
         return self._installation.instance_id if self._installation else None
+
+    @property
+    def multiprocess_dir(self) -> str | None:
+        """The multi-process folder this process records into, or ``None``."""
+        folder = self._plan.folder if self._plan else None
+        return str(folder.path) if folder is not None else None
+
+    def compact(self) -> int:
+        """Fold dead processes' files into the folder's archive now (the exporting
+        process of multi-process mode does it every few seconds anyway); how many."""
+        inst = self._installation
+        if inst is None or inst.collector is None or not self._active:
+            return 0
+        return inst.collector.compact_now()
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         """Collect and export now (metrics and logs); ``True`` when nothing timed out.
@@ -778,7 +797,16 @@ def _build(
                 )
             )
         if "prometheus" in plan.exporters:
-            if in_child and plan.prometheus_server and plan.prometheus_port != 0:
+            if plan.folder is not None and (in_child or not plan.aggregate):
+                _log.info(
+                    "otel_aspects: process %d records into the multi-process folder %s and "
+                    "does not serve Prometheus itself; the exporting process does "
+                    "(otel_aspects.multiprocess.serve_metrics, the gunicorn hook, or "
+                    "otel-aspects serve-metrics)",
+                    os.getpid(),
+                    plan.folder.path,
+                )
+            elif in_child and plan.prometheus_server and plan.prometheus_port != 0:
                 _log.info(
                     "otel_aspects: forked worker %d does not serve Prometheus on fixed port %d "
                     "(the parent holds it); use OTLP or OTEL_PROMETHEUS_PORT=0 for workers",
@@ -903,6 +931,8 @@ def _teardown(inst: _Installation, timeout_millis: float) -> None:
 
 def _teardown_now(inst: _Installation, timeout_millis: float) -> bool:
     """Flush and shut down one installation (in the process that built it)."""
+    if inst.collector is not None:
+        inst.collector.stop()
     if inst.log_handler is not None:
         logging.getLogger().removeHandler(inst.log_handler)
     _close_prometheus(inst)
@@ -936,6 +966,8 @@ def setup_metrics(
     flush_on_signals: bool | None = None,
     exit_timeout_millis: float | None = None,
     prometheus_server: bool = True,
+    multiprocess_dir: str | os.PathLike[str] | None = None,
+    aggregate: bool = False,
 ) -> MetricsSetup:
     """Configure the OpenTelemetry SDK for this process; safe to call again.
 
@@ -995,6 +1027,7 @@ def setup_metrics(
         raise ValueError(
             f"setup_metrics: prometheus_server={_quote(prometheus_server)} must be True or False"
         )
+    folder = _resolve_multiprocess(multiprocess_dir, service_name, chosen_engine, aggregate)
     with _setup_lock:
         if _env("OTEL_SDK_DISABLED").lower() in _TRUE and _capture.current is None:
             _shutdown_locked(timeout_millis=10_000)
@@ -1039,6 +1072,8 @@ def setup_metrics(
             flush_on_signals=_resolve_flush_on_signals(flush_on_signals),
             exit_timeout_millis=exit_timeout,
             prometheus_server=prometheus_server,
+            folder=folder,
+            aggregate=aggregate and folder is not None,
         )
         if _capture.current is not None:
             return _capture.current._adopt(plan)
@@ -1046,7 +1081,11 @@ def setup_metrics(
         if previous is not None and previous._installation is not None:
             # Free the Prometheus port before the new server binds it.
             _close_prometheus(previous._installation)
-        instance_id = str(plan.resource_attributes.get("service.instance.id") or uuid.uuid4())
+        instance_id = str(
+            plan.resource_attributes.get("service.instance.id")
+            or (plan.folder.instance_id if plan.aggregate and plan.folder else None)
+            or uuid.uuid4()
+        )
         try:
             inst = _build(plan, instance_id)
         except BaseException:
@@ -1057,6 +1096,7 @@ def setup_metrics(
         setup = MetricsSetup(plan, inst)
         provider = _provider()
         engine_module.set_global_mode(plan.engine)
+        _use_multiprocess(plan, inst)
         provider._switch(inst.meter_provider or NoOpMeterProvider())
         _install_global(provider)
         _state.current = setup
@@ -1074,6 +1114,60 @@ def setup_metrics(
         _exit.register_worker_flush(_worker_flush)
         _log.info("otel_aspects: metrics set up: %r", setup)
         return setup
+
+
+def _resolve_multiprocess(
+    directory: str | os.PathLike[str] | None, service_name: str, engine: str, aggregate: bool
+) -> multiprocess.Folder | None:
+    """The checked multi-process folder (argument, else the variable), or ``None``."""
+    raw = os.fspath(directory) if directory is not None else _env(multiprocess.ENV_VAR)
+    if not raw:
+        if aggregate:
+            raise ValueError(
+                "setup_metrics(aggregate=True) exports a multi-process folder: pass "
+                f"multiprocess_dir= or set {multiprocess.ENV_VAR}"
+            )
+        return None
+    if engine != "engine":
+        raise ValueError(
+            "setup_metrics: multi-process mode needs the engine (engine='engine'); "
+            "unset OTEL_ASPECTS_ENGINE=sdk or multiprocess_dir"
+        )
+    folder = multiprocess.prepare(raw, service_name, create=aggregate)
+    if aggregate:
+        report = multiprocess.stale_report(folder)
+        if report is not None:
+            _log.warning("otel_aspects: %s", report)
+    return folder
+
+
+def _use_multiprocess(plan: _Plan, inst: _Installation) -> None:
+    """Tell the engine where this setup's series live and what its readers collect."""
+    folder = plan.folder
+    if folder is None:
+        engine_module.set_global_multiprocess(None, None)
+        return
+    if plan.aggregate:
+        inst.collector = multiprocess.Collector(folder)
+        inst.collector.start_compacting()
+        source = inst.collector.collect
+    else:
+        source = multiprocess.nothing
+    engine_module.set_global_multiprocess(_process_file(folder), source)
+
+
+_process_files: dict[str, Any] = {}
+
+
+def _process_file(folder: multiprocess.Folder) -> Any:
+    """This process's :class:`~otel_aspects.mpseries.ProcessFile` for *folder* (one per folder)."""
+    from .mpseries import ProcessFile
+
+    key = str(folder.path.resolve())
+    found = _process_files.get(key)
+    if found is None:
+        found = _process_files[key] = ProcessFile(folder.path)
+    return found
 
 
 def _install_global(provider: _SwitchingMeterProvider) -> None:
@@ -1303,6 +1397,8 @@ class MetricsCapture:
             extra_readers=(),
             enable_logs=False,
             prometheus_server=False,
+            folder=None,  # one process, in memory: no multi-process files
+            aggregate=False,
         )
         if _state.current is not None:
             _state.current._deactivate()  # an earlier setup of this capture
@@ -1359,6 +1455,7 @@ def capture_metrics(
         _state.current = None
         provider = _provider()
         engine_module.set_global_mode(mode)
+        engine_module.set_global_multiprocess(None, None)
         provider._switch(capture.meter_provider)
         _install_global(provider)
     try:
@@ -1374,9 +1471,21 @@ def capture_metrics(
             target = previous.sdk_meter_provider if previous is not None else None
             if previous is not None:
                 engine_module.set_global_mode(previous.engine)
+                _restore_multiprocess(previous)
             provider._switch(target or NoOpMeterProvider())
             capture.meter_provider.shutdown(timeout_millis=5_000)
 
 
 # The engine's global store follows every switch: new series, bridged to the new target.
 on_switch(engine_module.switch_global)
+
+
+def _restore_multiprocess(setup: MetricsSetup) -> None:
+    """The engine's multi-process routing of *setup* again (its collector is kept)."""
+    plan, inst = setup._plan, setup._installation
+    folder = plan.folder if plan is not None else None
+    if folder is None or inst is None:
+        engine_module.set_global_multiprocess(None, None)
+        return
+    source = inst.collector.collect if inst.collector is not None else multiprocess.nothing
+    engine_module.set_global_multiprocess(_process_file(folder), source)

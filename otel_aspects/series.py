@@ -53,6 +53,10 @@ class Series:
         """Add the pending measurements (the caller holds the lock)."""
         self.pending.clear()  # a gauge never queues; the others override this
 
+    def keep_exemplar(self, index: int, exemplar: tuple[Any, ...]) -> None:
+        """Keep *exemplar* (sampled by ``Generation.offer``) as this series' last one."""
+        self.exemplar = exemplar
+
     def same_types(self, items: tuple[tuple[Any, Any], ...]) -> bool:
         """Whether raw *items* have this series' value types (the SDK keeps 1 and True apart)."""
         attributes = self.attributes
@@ -117,6 +121,11 @@ class GaugeSeries(Series):
         super().__init__(attributes)
         self.value: int | float = 0
 
+    def set(self, value: int | float) -> None:
+        """Set the last value (the caller holds the lock)."""
+        self.value = value
+        self.n += 1
+
     def add_reader(self) -> None:
         """Nothing per reader: every reader gets the last value."""
 
@@ -148,6 +157,13 @@ class HistogramSeries(Series):
         """A slot for a new reader: it starts with everything measured so far."""
         self.sums.append(self.sum)
         self.windows.append([self.min, self.max])
+
+    def keep_exemplar(self, index: int, exemplar: tuple[Any, ...]) -> None:
+        """Keep *exemplar* as the last sampled measurement of bucket *index*."""
+        exemplars = self.exemplars
+        if exemplars is None:
+            exemplars = self.exemplars = [None] * len(self.counts)
+        exemplars[index] = exemplar
 
     def observe(self, value: int | float) -> int:
         """Add one measurement (the caller holds the lock); returns its bucket index."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from _app_fastapi import app
@@ -75,11 +76,12 @@ class TestAppMetrics:
         assert counter_value(app_metrics, "orders_total", SMALL_OK) == 4
 
     def test_otel_variables_export_nothing_and_bind_nothing(
-        self, app_metrics: MetricsCapture, monkeypatch: pytest.MonkeyPatch
+        self, app_metrics: MetricsCapture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        """OTLP endpoint, Prometheus port, console, a short export interval, even
-        OTEL_SDK_DISABLED: nothing is sent, no port is bound, and /metrics on the app's
-        port shows the captured counts."""
+        """OTLP endpoint, Prometheus port, console, a short export interval, a
+        multi-process folder, even OTEL_SDK_DISABLED: nothing is sent, no port is bound,
+        no series file is written, and /metrics on the app's port shows the counts."""
+        monkeypatch.setenv("OTEL_ASPECTS_MULTIPROCESS_DIR", str(tmp_path))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             prom_port = int(s.getsockname()[1])
@@ -99,6 +101,7 @@ class TestAppMetrics:
                 assert setup.force_flush()
                 time.sleep(0.3)  # six export intervals, had an exporter been built
             assert receiver.metrics_requests == [] and receiver.rejected == 0
+        assert [p.name for p in tmp_path.iterdir() if p.suffix != ".json"] == []
         line = next(x for x in scraped.splitlines() if x.startswith("orders_total{"))
         assert 'size="small"' in line and line.endswith(" 5.0")
         assert counter_value(app_metrics, "orders_total", SMALL_OK) == 5
