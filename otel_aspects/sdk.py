@@ -1434,7 +1434,8 @@ def capture_metrics(
     returns an active :class:`MetricsSetup` describing the capture (a ``prometheus``
     exporter gets a reader without a server, for :mod:`otel_aspects.exposition`);
     :func:`shutdown_metrics` meanwhile ends that setup but not the capture.  At the
-    end, the setup active before (if any) is back, with a new generation of series.
+    end, the setup active before (if any) is back; the engine's series start a new
+    generation there, as after a repeated ``setup_metrics``.
     Captures do not nest (``RuntimeError``).  The ``app_metrics`` fixture of
     :mod:`otel_aspects.testing` is this, one per test.
 
