@@ -12,7 +12,7 @@ import random
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
@@ -30,7 +30,6 @@ from otel_aspects import MetricsConfig, Run, set_label, timed
 from otel_aspects._http import ACTIVE_REQUESTS, DURATION, DURATION_BUCKETS, KNOWN_METHODS
 from otel_aspects.asgi import MetricsMiddleware
 from otel_aspects.testing import counter_value, metric_points
-
 from tests._http_support import call_asgi, raw_request, status_of, uvicorn_server, wait_for
 
 STREAM_CHUNKS = 3
@@ -52,8 +51,19 @@ def count(reader: InMemoryMetricReader, **attrs: Any) -> int:
     return sum(n for a, n, _ in points(reader) if all(a.get(k) == v for k, v in wanted.items()))
 
 
+#: What the ``/run`` dependency's block recorded (cleared per app).
+BLOCKS: list[dict[str, Any]] = []
+
+
+async def db_block() -> AsyncIterator[Run]:
+    """A yield dependency opening a timed block and handing its ``Run`` to the endpoint."""
+    with timed(record_func=lambda d, labels: BLOCKS.append(labels)) as run:
+        yield run
+
+
 def make_app(client: Any) -> FastAPI:
     """A FastAPI app with the routes the tests call, measured by the middleware."""
+    BLOCKS.clear()
     app = FastAPI()
     api = APIRouter()
 
@@ -103,21 +113,18 @@ def make_app(client: Any) -> FastAPI:
 
     @app.get("/labels")
     def labels(
-        a: str = Depends(sync_dep), b: str = Depends(sync_yield_dep), c: str = Depends(async_yield_dep)
+        a: str = Depends(sync_dep),
+        b: str = Depends(sync_yield_dep),
+        c: str = Depends(async_yield_dep),
     ) -> str:
         helper()  # a sync endpoint: Starlette runs it in a thread, with a copy of the context
         set_label("endpoint", a + b + c)
         return "ok"
 
-    async def db_block() -> AsyncIterator[Run]:
-        with timed(record_func=lambda d, labels: seen_blocks.append(labels)) as run:
-            yield run
-
-    seen_blocks: list[dict[str, Any]] = []
-    app.state.blocks = seen_blocks
+    app.state.blocks = BLOCKS
 
     @app.get("/run")
-    async def with_run(run: Run = Depends(db_block)) -> str:
+    async def with_run(run: Annotated[Run, Depends(db_block)]) -> str:
         run.set_label("rows", 3)  # the documented form: the dependency's block, injected
         set_label("request_label", "r")  # the request's measurement
         return "ok"
@@ -143,7 +150,9 @@ class TestOverUvicorn:
             elapsed = time.perf_counter() - start
             assert response.content == b"x" * 10 * STREAM_CHUNKS
             wait_for(lambda: count(metrics_reader, route="/stream") == 1)
-        [(attrs, n, seconds)] = [p for p in points(metrics_reader) if p[0]["http.route"] == "/stream"]
+        [(attrs, _, seconds)] = [
+            p for p in points(metrics_reader) if p[0]["http.route"] == "/stream"
+        ]
         assert attrs["http.response.status_code"] == 200 and attrs["status"] == "success"
         assert STREAM_CHUNKS * STREAM_DELAY <= seconds <= elapsed
         assert seconds < STREAM_CHUNKS * STREAM_DELAY + BACKGROUND_DELAY
@@ -200,7 +209,7 @@ class TestOverUvicorn:
     def test_an_injected_run_labels_the_dependencys_block(
         self, http_client: Any, metrics_reader: InMemoryMetricReader
     ) -> None:
-        """The yield-dependency form: ``run.set_label`` labels its block, ``set_label`` the request."""
+        """Yield-dependency form: ``run.set_label`` labels its block, ``set_label`` the request."""
         app = make_app(http_client)
         with uvicorn_server(app) as port:
             assert httpx.get(f"http://127.0.0.1:{port}/run", timeout=10).status_code == 200
@@ -349,7 +358,7 @@ class TestConfig:
         assert tuple(point.explicit_bounds) == tuple(
             [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
         )
-        assert DURATION_BUCKETS == tuple(point.explicit_bounds)
+        assert tuple(point.explicit_bounds) == DURATION_BUCKETS
 
     def test_capture_false_is_a_true_no_op(
         self,
@@ -415,7 +424,7 @@ class TestApplicationUntouched:
         with pytest.raises(LookupError) as raised:
             asyncio.run(call())
         assert raised.value is boom
-        [(attrs, n, _)] = points(metrics_reader)
+        [(attrs, _, _)] = points(metrics_reader)
         assert (attrs["status"], attrs["error.type"], attrs["http.response.status_code"]) == (
             "failure",
             "LookupError",
@@ -437,11 +446,13 @@ class TestApplicationUntouched:
         assert [a["http.route"] for a, _, _ in points(metrics_reader)] == ["/t/{tenant}/in/p/{a}"]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     requests=st.lists(
         st.tuples(
-            st.sampled_from(sorted(KNOWN_METHODS) + ["get", "BREW", "\udcff", ""]),
+            st.sampled_from([*sorted(KNOWN_METHODS), "get", "BREW", "\udcff", ""]),
             st.text(min_size=0, max_size=30),
             st.sampled_from([200, 204, 301, 404, 422, 500, 503]),
         ),
@@ -477,7 +488,7 @@ def test_every_request_is_recorded_once_with_bounded_valid_attributes(
     series = points(reader)
     assert sum(n for _, n, _ in series) == len(requests)
     assert counter_value(reader, ACTIVE_REQUESTS) == 0
-    for attrs, n, _ in series:
+    for attrs, _, _ in series:
         assert attrs["http.route"] == "_unmatched"
         assert attrs["http.request.method"] in KNOWN_METHODS | {"_OTHER"}
         code = attrs["http.response.status_code"]
