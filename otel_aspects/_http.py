@@ -78,10 +78,6 @@ ROUTE: Final = "http.route"
 STATUS_CODE: Final = "http.response.status_code"
 ERROR_TYPE: Final = "error.type"
 
-#: Attributes that only the middleware sets (a label of the same name set by code is replaced).
-#: ``http.route`` is not among them: code may name the route (a framework we cannot read).
-OWN_ATTRIBUTES: Final = frozenset((METHOD, SCHEME, VERSION, STATUS_CODE, ERROR_TYPE))
-
 _SCHEMES: Final = {"http": "http", "https": "https"}
 _VERSIONS: Final = {"1.0": "1.0", "1.1": "1.1", "2": "2", "2.0": "2", "3": "3", "3.0": "3"}
 #: An error type for a request whose response never completed, without an exception.
