@@ -27,6 +27,7 @@ from .decorators import track_inprogress as track_inprogress
 from .labels import current_labels as current_labels
 from .labels import set_label as set_label
 from .labels import set_success as set_success
+from .run import Run as Run
 from .sdk import MetricsSetup as MetricsSetup
 from .sdk import current_setup as current_setup
 from .sdk import setup_metrics as setup_metrics
@@ -41,6 +42,7 @@ __all__: tuple[str, ...] = (
     "MetricsConfigError",
     "MetricsSetup",
     "OTelMetricsClient",
+    "Run",
     "Timed",
     "count_exceptions",
     "counted",

@@ -30,6 +30,8 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import wrapt
 
+from . import _stacking
+
 __all__ = ("Aspect", "target_name", "wrap")
 
 P = ParamSpec("P")
@@ -144,6 +146,7 @@ def wrap(aspect: Aspect, func: Any) -> Any:
             f"otel_aspects: cannot decorate {func!r}: not callable. "
             "Use @timed(...) on a function or method, or `with timed(...):` around a block."
         )
+    _stacking.check(aspect, func, 2)  # once per decoration: above a route decorator?
     if not aspect.enabled:
         # enabled=False (wrapt's public switch): wrapt calls the target directly,
         # bound or not, without calling the wrapper.

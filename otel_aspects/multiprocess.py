@@ -265,10 +265,14 @@ class _Total:
 
 
 class _Cache:
-    """What was parsed of each file (by name and inode): only new records are parsed."""
+    """What was parsed of each file: only new records are parsed.
+
+    A file is the same one as last time when its name, inode and header (creation
+    time and pid) are: a replaced archive may get the inode of one deleted earlier.
+    """
 
     def __init__(self) -> None:
-        self.files: dict[str, tuple[int, Parsed]] = {}
+        self.files: dict[str, tuple[tuple[int, bytes], Parsed]] = {}
 
     def read(self, path: Path) -> tuple[Parsed, bytes, bool] | None:
         """``(parsed, bytes, alive)`` of *path*, or ``None`` if it vanished."""
@@ -289,10 +293,11 @@ class _Cache:
         finally:
             os.close(fd)
         name = path.name
+        identity = (inode, bytes(header[24:40]))
         cached = self.files.get(name)
-        parsed = cached[1] if cached is not None and cached[0] == inode else None
+        parsed = cached[1] if cached is not None and cached[0] == identity else None
         parsed = mpfile.read(data, name, parsed)
-        self.files[name] = (inode, parsed)
+        self.files[name] = (identity, parsed)
         return parsed, data, alive
 
     def forget_missing(self, names: set[str]) -> None:
@@ -340,13 +345,32 @@ def _add_file(
         total.add(n, value, start, extra, mpfile.exemplars(data, at, meta))
 
 
+def _archive_identity(path: Path) -> tuple[int, bytes] | None:
+    """Which archive is in place: its inode and header (a new one for every compaction)."""
+    try:
+        fd = os.open(path / ARCHIVE_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        return os.fstat(fd).st_ino, os.pread(fd, mpfile.HEADER_SIZE, 0)
+    finally:
+        os.close(fd)
+
+
 def read_totals(path: Path, cache: _Cache | None = None) -> Totals:
     """Every series' total over the folder at *path*: the archive and every file it
-    has not absorbed, each exactly once (see the module's docstring)."""
+    has not absorbed, each exactly once.
+
+    A compaction installs a new archive before it deletes the files it absorbed;
+    so when the archive in place is the same before and after the files were read,
+    no file was absorbed meanwhile, and each count was read exactly once.
+    Otherwise the read starts again.
+    """
     cache = cache or _Cache()
-    for _attempt in range(20):
+    for _attempt in range(50):
         totals: Totals = {}
         metas: dict[tuple[object, ...], Meta] = {}
+        before = _archive_identity(path)
         archive = _read_or_warn(cache, path / ARCHIVE_NAME)
         absorbed: set[str] = set()
         if archive is not None:
@@ -369,7 +393,7 @@ def read_totals(path: Path, cache: _Cache | None = None) -> Totals:
                 vanished = True  # compacted meanwhile: the new archive has it
                 break
             _add_file(totals, metas, found[0], found[1], found[2], name=name)
-        if not vanished:
+        if not vanished and _archive_identity(path) == before:
             cache.forget_missing({*names, ARCHIVE_NAME})
             return totals
     raise RuntimeError("the multi-process folder kept changing while it was read")
@@ -426,7 +450,7 @@ def _compact_locked(path: Path) -> int:
     try:
         for name in sorted(listing):
             if name.startswith(f".{WORKER_PREFIX}") and name.endswith(".new"):
-                _remove_if_dead(path / name)  # a process died while creating its file
+                _remove_if_abandoned(path / name)  # a process died creating its file
                 continue
             if not (name.startswith(WORKER_PREFIX) and name.endswith(SUFFIX)) or name in absorbed:
                 continue
@@ -466,12 +490,18 @@ def _compact_locked(path: Path) -> int:
             os.close(fd)
 
 
-def _remove_if_dead(path: Path) -> None:
+#: A file being created is renamed within milliseconds; older, it was abandoned.
+_ABANDONED_SECONDS = 60.0
+
+
+def _remove_if_abandoned(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return
     try:
+        if time.time() - os.fstat(fd).st_mtime < _ABANDONED_SECONDS:
+            return
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return

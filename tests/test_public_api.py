@@ -38,6 +38,9 @@ class TestAll:
         ("otel_aspects.metrics_client", ["OTelMetricsClient"]),
         ("otel_aspects.decorators", ["track_duration", "create_timed_context"]),
         ("otel_aspects", ["setup_metrics", "shutdown_metrics", "timed", "set_label"]),
+        ("otel_aspects", ["Run"]),
+        ("otel_aspects.asgi", ["MetricsMiddleware"]),
+        ("otel_aspects.wsgi", ["MetricsMiddleware", "django_route_middleware"]),
         ("otel_aspects.setup", ["setup_metrics", "shutdown_metrics"]),
     ],
 )
