@@ -8,7 +8,7 @@ never request input.
 - :func:`lifespan`: ``setup_metrics(<service>, prometheus_server=False)`` at startup
   (exporters from the ``OTEL_*`` variables; Prometheus, when enabled, is served on the
   app's own port at ``/metrics``), ``shutdown_metrics()`` at shutdown.
-- :func:`add_http_metrics`: where the HTTP middleware goes (see there).
+- :func:`add_http_metrics`: the HTTP middleware, recording through the service's client.
 - :func:`serve`: uvicorn on a listening socket the caller made (``--fd``) or on a port.
 """
 
@@ -27,6 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from otel_aspects import setup_metrics, shutdown_metrics
+from otel_aspects.asgi import MetricsMiddleware
+from otel_aspects.metrics_client import OTelMetricsClient
 from services._sim import SimulatedFailure
 
 __all__ = (
@@ -89,13 +91,13 @@ def lifespan(service_name: str) -> Callable[[Starlette], AbstractAsyncContextMan
     return run
 
 
-def add_http_metrics(app: Starlette) -> None:
-    """HTTP-level metrics (``http.server.request.duration``...) for *app*.
-
-    The place for ``app.add_middleware(otel_aspects.asgi.MetricsMiddleware)``, built on
-    a parallel branch (issue 11); until it lands the services record their domain
-    metrics only, and the demo's summary shows those.
-    """
+def add_http_metrics(app: Starlette, client: OTelMetricsClient) -> None:
+    """HTTP-level metrics for *app*: ``http.server.request.duration`` and
+    ``http.server.active_requests`` by route template, method and status code
+    (:class:`otel_aspects.asgi.MetricsMiddleware`), declared in the service's YAML and
+    recorded through its *client*, beside its domain metrics.  The request is a
+    ``set_label`` scope: the cores' own timed blocks keep their scopes inside it."""
+    app.add_middleware(MetricsMiddleware, client=client)
 
 
 def service_parser(prog: str) -> argparse.ArgumentParser:

@@ -119,8 +119,10 @@ def parse_exposition(text: str, service: str) -> list[Series]:
     """The counters and histograms of a Prometheus text exposition of *service*.
 
     A series' scope is its ``otel_scope_name`` label -- the service's own meter for its
-    domain metrics -- shown as ``service (scope)`` when it is another one (the HTTP
-    middleware's, for instance); counters keep their sample name (``..._total``).
+    domain and HTTP metrics -- shown as ``service (scope)`` when it is another one;
+    counters keep their sample name (``..._total``).  Empty label values (a label the
+    series does not have) and the HTTP labels that never vary here (``url_scheme``,
+    ``network_protocol_version``) are left out.
     """
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -138,9 +140,18 @@ def parse_exposition(text: str, service: str) -> list[Series]:
     return out
 
 
+#: Left out of the table: the same on every request of the demo (plain HTTP/1.1).
+_QUIET_LABELS = frozenset({"url_scheme", "network_protocol_version"})
+
+
 def _split(labels: dict[str, str], service: str) -> tuple[str, dict[str, str]]:
     scope = labels.get("otel_scope_name") or service
-    mine = {k: v for k, v in labels.items() if k not in _SCOPE_LABELS and k != "le"}
+    mine = {
+        k: v
+        for k, v in labels.items()
+        # An empty value is how the exposition writes a label a series does not have.
+        if v and k not in _SCOPE_LABELS and k not in _QUIET_LABELS and k != "le"
+    }
     return (service if scope == service else f"{service} ({scope})"), mine
 
 

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -199,18 +200,29 @@ async def _progress(stats: Stats, started: float, out: TextIO) -> None:
 
 
 async def _run(
-    args: argparse.Namespace, services: dict[str, _Service], api_keys: dict[str, str], out: TextIO
+    args: argparse.Namespace,
+    services: dict[str, _Service],
+    api_keys: dict[str, str],
+    http_counts: dict[str, Counter[str]],
+    out: TextIO,
 ) -> tuple[Stats, World]:
+    """The workload over HTTP; *http_counts* gets the workload's requests per service and
+    status code, as the client saw the answers."""
     limits = httpx.Limits(max_connections=4 * max(args.clients, 1))
     timeout = httpx.Timeout(30.0)
-    async with (
-        httpx.AsyncClient(
-            base_url=services["auth_server"].url, limits=limits, timeout=timeout
-        ) as auth_http,
-        httpx.AsyncClient(
-            base_url=services["registry"].url, limits=limits, timeout=timeout
-        ) as registry_http,
-    ):
+
+    def client(name: str) -> httpx.AsyncClient:
+        async def count(response: httpx.Response) -> None:
+            http_counts[name][str(response.status_code)] += 1
+
+        return httpx.AsyncClient(
+            base_url=services[name].url,
+            limits=limits,
+            timeout=timeout,
+            event_hooks={"response": [count]},
+        )
+
+    async with client("auth_server") as auth_http, client("registry") as registry_http:
         world = await http_world(
             AuthClient(auth_http), RegistryClient(registry_http), api_keys, seed=args.seed
         )
@@ -304,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name}: {service.url}  (/metrics on the same port)", file=out, flush=True)
         if prom is not None:
             print(f"Prometheus: {prom.url}", file=out, flush=True)
-        stats, world = anyio.run(_run, args, services, api_keys, out)
+        http_counts: dict[str, Counter[str]] = {name: Counter() for name in services}
+        stats, world = anyio.run(_run, args, services, api_keys, http_counts, out)
         series = [
             s
             for name, service in services.items()
@@ -317,6 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "errors": stats.errors,
                 "by_op": dict(stats.by_op),
                 "ports": {name: service.port for name, service in services.items()},
+                # The workload's own HTTP requests (not the demo's /healthz and /metrics
+                # ones, nor the registry's calls to the auth server), by status code.
+                "http": {name: dict(counts) for name, counts in http_counts.items()},
                 "prometheus_port": prom.port if prom is not None else None,
                 "max_rss_kb": max((r for r in rss if r is not None), default=None),
                 "workload": world.tally.snapshot(),

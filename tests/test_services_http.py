@@ -53,6 +53,16 @@ def by_scope(capture: MetricsCapture, scope: str, name: str) -> dict[tuple[Any, 
     return out
 
 
+def http_requests(capture: MetricsCapture, scope: str) -> dict[tuple[str, str, int], int]:
+    """Requests measured by the HTTP middleware in *scope*, by (method, route, status code)."""
+    out: dict[tuple[str, str, int], int] = {}
+    for attrs, count in by_scope(capture, scope, "http.server.request.duration").items():
+        a = dict(attrs)
+        k = (a["http.request.method"], a["http.route"], a["http.response.status_code"])
+        out[k] = out.get(k, 0) + count
+    return out
+
+
 def labels(**kw: str) -> tuple[Any, ...]:
     return tuple(sorted(kw.items()))
 
@@ -109,6 +119,17 @@ async def test_auth_server_over_http(
         labels(status="success"): 1
     }
     assert 'auth_requests_total{mechanism="basic"' in text  # /metrics on the app's port
+    # The HTTP layer, by route template, beside the domain metrics, in the service's scope.
+    assert http_requests(app_metrics, "auth_server") == {
+        ("POST", "/authenticate", 200): 3,
+        ("POST", "/authenticate", 401): 2,
+        ("POST", "/tokens", 200): 1,
+        ("POST", "/tokens", 403): 1,
+        ("POST", "/sessions", 201): 1,
+        ("POST", "/sessions/validate", 200): 1,
+        ("POST", "/sessions/end", 200): 1,
+        ("GET", "/metrics", 200): 1,
+    }
 
 
 async def test_registry_over_http_authenticates_through_the_auth_server(
@@ -154,3 +175,15 @@ async def test_registry_over_http_authenticates_through_the_auth_server(
     }
     # The auth server saw the same six authentications.
     assert by_scope(app_metrics, "auth_server", "auth_requests_total") == middleware
+    assert http_requests(app_metrics, "auth_server") == {
+        ("POST", "/authenticate", 200): 5,
+        ("POST", "/authenticate", 401): 1,
+    }
+    assert http_requests(app_metrics, "registry") == {
+        ("POST", "/servers", 201): 1,
+        ("POST", "/servers", 409): 1,
+        ("GET", "/servers/{server}/tools/{tool}", 200): 1,
+        ("GET", "/servers/{server}/tools/{tool}", 404): 1,
+        ("POST", "/servers/{server}/tools/{tool}/call", 200): 1,
+        ("GET", "/servers", 401): 1,
+    }

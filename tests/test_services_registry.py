@@ -286,10 +286,15 @@ SEED_TABLES = {
 
 @pytest.mark.parametrize("service", sorted(SEED_TABLES))
 def test_yaml_matches_seed_table(service: str) -> None:
-    """The YAML declares exactly the table's metrics: kinds, units, seconds buckets, max_series."""
+    """The YAML declares exactly the table's metrics (kinds, units, seconds buckets,
+    max_series) and the HTTP middleware's two, with the semantic conventions' units."""
     doc = yaml.safe_load((ROOT / "config" / "metrics" / f"{service}.yml").read_text())
     declared = {m["name"]: ("counter", m) for m in doc["counters"]}
     declared |= {m["name"]: ("histogram", m) for m in doc["histograms"]}
+    http = declared.pop("http.server.request.duration")[1]
+    assert http["unit"] == "s" and http["max_series"] == 500
+    (active,) = doc["up_down_counters"]
+    assert active["name"] == "http.server.active_requests" and active["unit"] == "{request}"
     assert set(declared) == set(SEED_TABLES[service])
     for name, (kind, entry) in declared.items():
         assert SEED_TABLES[service][name][0] == kind

@@ -173,5 +173,5 @@ def create_app(server: AuthServer, *, set_up_metrics: bool = True) -> Starlette:
         Route("/metrics", metrics_app()),  # a Route, not a Mount: no redirect to /metrics/
     ]
     app = Starlette(routes=routes, lifespan=lifespan(SERVICE_NAME) if set_up_metrics else None)
-    add_http_metrics(app)
+    add_http_metrics(app, server.metrics.client)
     return app

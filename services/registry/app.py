@@ -240,5 +240,5 @@ def create_app(
                 await authenticator.close()
 
     app = Starlette(routes=routes, lifespan=run)
-    add_http_metrics(app)
+    add_http_metrics(app, registry.metrics.client)
     return app
