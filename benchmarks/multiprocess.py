@@ -85,26 +85,17 @@ def _median_ms(scrape: object, repeat: int = 7) -> float:
 
 
 def _ours(folder: Path) -> tuple[float, float, int]:
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    from opentelemetry.sdk.metrics import MeterProvider
-    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client import generate_latest
 
-    from otel_aspects import engine, multiprocess
+    from otel_aspects import multiprocess
 
-    registry = CollectorRegistry()
-    provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
-    store = engine.store_for(provider)
-    assert store is not None
-    folder_obj = multiprocess.prepare(folder, "bench")
-    collector = multiprocess.Collector(folder_obj, compact_interval=0)
-    store.use_files(None, collector.collect)
-    store.new_generation()
+    checked = multiprocess.prepare(folder, "bench")
+    registry = multiprocess.prometheus_registry(checked)
     text = generate_latest(registry)
     assert b"requests_total" in text, text[:500]
     before = _median_ms(lambda: generate_latest(registry))
-    collector.compact_now()
+    multiprocess.compact(folder)
     after = _median_ms(lambda: generate_latest(registry))
-    provider.shutdown()
     return before, after, len(os.listdir(folder))
 
 

@@ -192,9 +192,7 @@ class Generation:
                 if slot is None:
                     slot = self.slots[key] = Slot(counter, histogram, self)
                     if self.files is not None:
-                        slot.pending = self.files.pair_queue(  # type: ignore[assignment]
-                            counter, histogram, self.lock
-                        )
+                        slot.pending = self.files.pair_queue(counter, histogram, self.lock)
         return slot
 
     def new_series(self, instrument: Instrument, attributes: dict[str, Any]) -> Series:

@@ -181,7 +181,7 @@ class FileSum(_FileSeries):
         self, attributes: dict[str, Any], words: Words, meta: Meta, lock: threading.Lock
     ) -> None:
         super().__init__(attributes, words, meta, lock)
-        self.pending = _SumQueue(words, lock)  # type: ignore[assignment]
+        self.pending = _SumQueue(words, lock)
 
     def add(self, value: int | float) -> int:
         """Add one measurement (the caller holds the lock); its exemplar slot, 0."""
@@ -215,7 +215,7 @@ class FileHistogram(_FileSeries):
     ) -> None:
         super().__init__(attributes, words, meta, lock)
         self.bounds = meta.bounds or ()
-        self.pending = _HistogramQueue(words, lock, self.bounds)  # type: ignore[assignment]
+        self.pending = _HistogramQueue(words, lock, self.bounds)
 
     def observe(self, value: int | float) -> int:
         """Add one measurement (the caller holds the lock); its bucket."""

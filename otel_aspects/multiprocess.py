@@ -60,6 +60,8 @@ __all__ = (
     "MultiprocessError",
     "compact",
     "prepare",
+    "prometheus_registry",
+    "read_totals",
     "serve_metrics",
 )
 
@@ -799,3 +801,46 @@ def serve_metrics(
         )
     os.environ[ENV_VAR] = str(path)
     return setup_metrics(name, multiprocess_dir=path, aggregate=True, **setup_kwargs)
+
+
+_registries: dict[tuple[int, str], Any] = {}
+_registries_lock = threading.Lock()
+_providers: list[Any] = []
+
+
+def prometheus_registry(folder: Folder) -> Any:
+    """A ``prometheus_client`` registry whose every collection is *folder*'s total.
+
+    For serving the whole server's metrics from any process, e.g. ``/metrics`` on a
+    worker's own port (:mod:`otel_aspects.exposition`): a private SDK provider with
+    a Prometheus reader, whose engine store collects the folder (the resource is the
+    folder's service and ``service.instance.id``).  One per process and folder.
+    """
+    key = (os.getpid(), str(folder.path))
+    with _registries_lock:
+        registry = _registries.get(key)
+        if registry is not None:
+            return registry
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.resources import Resource
+        from prometheus_client import CollectorRegistry
+
+        from . import engine
+
+        registry = CollectorRegistry(auto_describe=True)
+        provider = MeterProvider(
+            metric_readers=[PrometheusMetricReader(registry=registry)],
+            resource=Resource.create(
+                {"service.name": folder.service_name, "service.instance.id": folder.instance_id}
+            ),
+            shutdown_on_exit=False,
+        )
+        store = engine.store_for(provider)
+        assert store is not None
+        collector = Collector(folder, compact_interval=0)
+        store.use_files(None, collector.collect)
+        store.new_generation()
+        _providers.append(provider)  # alive while the process is: stores hold it weakly
+        _registries[key] = registry
+        return registry

@@ -528,3 +528,19 @@ def _same_sum(got: float, expected: float) -> None:
         assert got == expected
     else:
         assert math.isclose(got, expected, rel_tol=1e-12, abs_tol=1e-9), (got, expected)
+
+
+def test_any_process_can_render_the_folder_total_for_prometheus(folder: Path) -> None:
+    from prometheus_client import generate_latest
+
+    client = create_metrics_client("mp", config=CONFIG)
+    setup_metrics("mp", multiprocess_dir=folder)  # a worker: it exports nothing itself
+    client.record_counter("jobs_total", 2, {"queue": "q"})
+    run_child(lambda: client.record_counter("jobs_total", 5, {"queue": "q"}))
+    registry = multiprocess.prometheus_registry(multiprocess.prepare(folder, "mp"))
+    lines = [
+        line
+        for line in generate_latest(registry).decode().splitlines()
+        if line.startswith("jobs_total{")
+    ]
+    assert len(lines) == 1 and 'queue="q"' in lines[0] and lines[0].endswith(" 7.0"), lines

@@ -221,3 +221,89 @@ def test_one_otlp_stream_under_one_instance_id_across_worker_restarts(tmp_path: 
             assert len({p.start_time_unix_nano for p in points}) == 1
         finally:
             server.stop()
+
+
+def test_uvicorn_workers_with_the_serve_metrics_sidecar(tmp_path: Path) -> None:
+    """``uvicorn --workers 2`` has no master hook: the workers record into the folder
+    and ``otel-aspects serve-metrics`` serves their total on one port."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    app_port, metrics_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(
+        PYTHONPATH=f"{ROOT}{os.pathsep}{CHILDREN}",
+        OTEL_ASPECTS_MULTIPROCESS_DIR=str(folder),
+        OTEL_PROMETHEUS_ENABLED="true",  # ignored by the workers: the sidecar serves
+        OTEL_PROMETHEUS_PORT=str(metrics_port),
+    )
+    log = open(tmp_path / "uvicorn.log", "wb")  # noqa: SIM115 - closed below
+    workers = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--workers",
+            "2",
+            "--port",
+            str(app_port),
+            "--log-level",
+            "warning",
+            "mp_asgi_app:app",
+        ],
+        cwd=CHILDREN,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    sidecar = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "otel_aspects",
+            "serve-metrics",
+            str(folder),
+            "--port",
+            str(metrics_port),
+            "--service",
+            "mpasgi",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+    )
+    try:
+
+        def get(path: str) -> int | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{app_port}{path}", timeout=5) as r:
+                    return int(r.read())
+            except (OSError, ValueError):
+                return None
+
+        wait_until(lambda: get("/") is not None, 30, "uvicorn to answer")
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(get, ["/"] * 200))
+        assert all(answers) and len(set(answers)) == 2  # both workers served
+        n = 201
+
+        def scraped() -> bool | str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            found = {
+                line.split(" ")[0].split("{")[0]: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith(("requests_total", "request_duration_seconds_count"))
+            }
+            return found == {"requests_total": n, "request_duration_seconds_count": n} or text
+
+        wait_until(scraped, 20, "the sidecar to serve every request")
+    finally:
+        for process in (workers, sidecar):
+            process.send_signal(signal.SIGTERM)
+        for process in (workers, sidecar):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        log.close()
+    assert sidecar.returncode == 0
