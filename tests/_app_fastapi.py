@@ -1,7 +1,8 @@
 """A small FastAPI application as users write them, for the whole-app fixture tests.
 
 Its client is created at import on the global provider (the seed's pattern), its
-endpoints are decorated with ``@timed`` under the route decorator, and its lifespan calls
+endpoints are decorated with ``@timed`` under the route decorator, the HTTP middleware
+measures every request, and its lifespan calls
 ``setup_metrics`` (exporters from the ``OTEL_*`` environment) and ``shutdown_metrics``.
 ``/metrics`` is served on the app's own port by :mod:`otel_aspects.exposition`.
 """
@@ -14,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, HTTPException
 
 from otel_aspects import set_label, setup_metrics, shutdown_metrics, timed
+from otel_aspects.asgi import MetricsMiddleware
 from otel_aspects.exposition import metrics_app
 from otel_aspects.metrics_client import create_metrics_client
 
@@ -34,6 +36,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(lifespan=lifespan)
+app.add_middleware(MetricsMiddleware, client=metrics)
 app.mount("/metrics", metrics_app())
 
 

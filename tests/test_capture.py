@@ -20,7 +20,7 @@ from otlp_receiver import OtlpReceiver
 
 from otel_aspects import create_metrics_client, current_setup, setup_metrics, shutdown_metrics
 from otel_aspects.sdk import MetricsCapture, capture_metrics
-from otel_aspects.testing import counter_value, histogram_data
+from otel_aspects.testing import counter_value, histogram_data, metric_points
 
 SMALL_OK = {"shop": "main", "size": "small", "status": "success"}
 LARGE_OK = {"shop": "main", "size": "large", "status": "success"}
@@ -66,6 +66,13 @@ class TestAppMetrics:
         assert counter_value(app_metrics, "orders_total") == 6
         histogram = histogram_data(app_metrics, "order_duration_seconds", SMALL_OK)
         assert histogram is not None and histogram.count == 3
+        # The HTTP middleware: every request once (FastAPI's own metrics are off), by code.
+        codes: dict[int, int] = {}
+        for point in metric_points(app_metrics, "http.server.request.duration"):
+            assert dict(point.attributes)["http.route"] == "/orders/{item}"
+            code = dict(point.attributes)["http.response.status_code"]
+            codes[code] = codes.get(code, 0) + point.count
+        assert codes == {200: 5, 404: 1}
         # The lifespan's shutdown_metrics ended the app's setup, not the capture.
         assert current_setup() is None and app_metrics.active
 

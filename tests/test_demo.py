@@ -75,6 +75,8 @@ def test_demo_runs_from_any_directory(tmp_path: Path) -> None:
         "oauth_flow_duration_seconds{",
         "mcp_tool_execution_duration_seconds{",
         "auth_requests_total{",
+        "http_server_request_duration_seconds{",  # the HTTP middleware, beside them
+        "http_route=/servers/{server}/tools/{tool}",  # route templates, never raw paths
     ):
         assert name in out
     assert "WARNING" not in proc.stderr, proc.stderr

@@ -37,8 +37,13 @@ from _workload_checks import (
     only,
 )
 
+from services._prometheus import free_port
 from services._summary import bucket_quantile
 from services.workload import COUNTED
+
+# Helpers other e2e tests import from here (tests/test_multiprocess_servers.py).
+prometheus_binary = require_prometheus
+__all__ = ("free_port", "prometheus_binary", "query", "wait_until")
 
 pytestmark = pytest.mark.e2e
 
@@ -177,6 +182,29 @@ def test_prometheus_scrapes_what_the_workload_recorded() -> None:
                 mine = sorted(outside[k])[(len(outside[k]) - 1) // 2]
                 edge = next((b for b in bounds if b >= mine), bounds[-1])
                 assert median <= edge * (1 + 1e-9), (k, median, mine)
+
+        # The HTTP middleware beside the domain metrics: the registry's requests by status
+        # code are those the workload's client got answers for; the auth server's are the
+        # workload's own plus one authentication per registry request (its middleware).
+        # The demo's /healthz and /metrics requests, and Prometheus' scrapes, are left out.
+        api = 'http_route!~"/metrics|/healthz"'
+        by_code = {
+            row["metric"]["http_response_status_code"]: float(row["value"][1])
+            for row in query(
+                prom_port,
+                "sum by (http_response_status_code) "
+                f'(http_server_request_duration_seconds_count{{job="registry",{api}}})',
+            )
+        }
+        http = payload["http"]
+        assert by_code == {code: float(n) for code, n in http["registry"].items()}
+        auth_total = query(
+            prom_port, f'sum(http_server_request_duration_seconds_count{{job="auth_server",{api}}})'
+        )
+        registry_requests = sum(http["registry"].values())
+        assert float(auth_total[0]["value"][1]) == sum(http["auth_server"].values()) + (
+            registry_requests
+        )
     finally:
         demo.terminate()
         try:
