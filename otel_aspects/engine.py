@@ -502,6 +502,8 @@ class Instrument:
             generation.sampling != SAMPLE_TRACE or context or get_current()
         ):
             with generation.lock:
+                if series.pending:  # queued earlier: added first, in measurement order
+                    series.fold_locked()
                 index = series.measure(value)  # type: ignore[attr-defined]
             generation.offer(series, value, context, index, attributes)
             return
@@ -773,6 +775,10 @@ class Pair:
         counter_series, histogram_series = slot.counter, slot.histogram
         index = 0
         with generation.lock:
+            slot.fold_locked()  # what was queued before: added first, in measurement order
+            for series in (counter_series, histogram_series):
+                if series is not None and series.pending:
+                    series.fold_locked()
             if counter_series is not None:
                 counter_series.add(1)  # type: ignore[attr-defined]
             if histogram_series is not None:

@@ -708,3 +708,25 @@ class TestPerCallAspects:
         }
         assert track == {(("route", f"/r{r}"), ("status", "success")): 10 for r in range(3)}
         assert _sums(reader.get_metrics_data(), "op_seconds") == ctx + track
+
+
+def test_a_sampled_measurement_is_added_after_the_queued_ones(
+    providers: list[MeterProvider],
+) -> None:
+    """Measurements that may become exemplars go straight into the series; those queued
+    before them are added first, so a float sum is added in measurement order, as the
+    SDK adds it (found by the differential test: 0.1, then +1 and -1 in a sampled span)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    reader = InMemoryMetricReader()
+    provider = _provider(providers, reader)
+    client = create_metrics_client(
+        "ordered",
+        config={"service_name": "ordered", "up_down_counters": [{"name": "depth"}]},
+        meter_provider=provider,
+    )
+    client.record_up_down_counter("depth", 0.1)  # no span: queued
+    with TracerProvider().get_tracer("t").start_as_current_span("sampled"):
+        client.record_up_down_counter("depth", 1)
+        client.record_up_down_counter("depth", -1)
+    assert counter_value(reader, "depth") == (0.1 + 1) - 1 == 0.10000000000000009
