@@ -23,7 +23,10 @@ once).  The apps are built before :func:`setup_metrics` runs (at import, typical
 serve whichever setup is current at each request.
 
 Every response body comes from :func:`render`, the one place that decides what a scrape
-sees.
+sees.  In multi-process mode a worker (which has no Prometheus reader of its own)
+serves the whole server's total, the folder's
+(:func:`otel_aspects.multiprocess.prometheus_registry`): any worker's ``/metrics``
+answers what the exporting process would.
 """
 
 from __future__ import annotations
@@ -62,6 +65,12 @@ def _registry() -> Any:
             "setup_metrics(..., exporters='prometheus', prometheus_server=False) at startup"
         )
     registry = setup.prometheus_registry
+    folder = setup.multiprocess_folder
+    if folder is not None and (registry is None or not setup.exports_folder):
+        # A multi-process worker: serve the whole server's total, as the exporter does.
+        from .multiprocess import prometheus_registry
+
+        return prometheus_registry(folder)
     if registry is None:
         raise NotCollecting(
             "otel_aspects: the metrics setup has no Prometheus reader (exporters: "

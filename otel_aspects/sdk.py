@@ -292,8 +292,18 @@ class MetricsSetup:
     @property
     def multiprocess_dir(self) -> str | None:
         """The multi-process folder this process records into, or ``None``."""
-        folder = self._plan.folder if self._plan else None
+        folder = self.multiprocess_folder
         return str(folder.path) if folder is not None else None
+
+    @property
+    def multiprocess_folder(self) -> multiprocess.Folder | None:
+        """The checked multi-process folder (its service and instance id), or ``None``."""
+        return self._plan.folder if self._plan else None
+
+    @property
+    def exports_folder(self) -> bool:
+        """Whether this process exports the multi-process folder's total (``aggregate=True``)."""
+        return bool(self._plan and self._plan.aggregate)
 
     def compact(self) -> int:
         """Fold dead processes' files into the folder's archive now (the exporting

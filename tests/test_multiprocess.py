@@ -544,3 +544,16 @@ def test_any_process_can_render_the_folder_total_for_prometheus(folder: Path) ->
         if line.startswith("jobs_total{")
     ]
     assert len(lines) == 1 and 'queue="q"' in lines[0] and lines[0].endswith(" 7.0"), lines
+
+
+def test_metrics_on_a_workers_own_port_serve_the_whole_servers_total(folder: Path) -> None:
+    from otel_aspects.exposition import render
+
+    client = create_metrics_client("mp", config=CONFIG)
+    setup_metrics("mp", multiprocess_dir=folder)  # a worker, no Prometheus reader of its own
+    run_child(lambda: client.record_counter("jobs_total", 4, {"queue": "q"}))
+    client.record_counter("jobs_total", 1, {"queue": "q"})
+    body, content_type = render()
+    assert content_type.startswith("text/plain")
+    lines = [line for line in body.decode().splitlines() if line.startswith("jobs_total{")]
+    assert len(lines) == 1 and lines[0].endswith(" 5.0"), lines
