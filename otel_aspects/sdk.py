@@ -750,13 +750,19 @@ def _start_prometheus(plan: _Plan, inst: _Installation, readers: list[MetricRead
     try:
         server, _thread = start_server(plan.prometheus_host, plan.prometheus_port, registry)
     except (OSError, OverflowError) as exc:  # taken, not permitted, bad host or port
+        others = [n for n in plan.exporters if n != "prometheus"]
         _log.error(
             "otel_aspects: cannot serve Prometheus metrics on %s:%d (%s); set "
             "OTEL_PROMETHEUS_PORT (or prometheus_port=) to a free port, or 0 to pick one. "
-            "The service keeps running; metrics still go to the other exporters.",
+            "The service keeps running; %s. Several workers of one server (uvicorn "
+            "--workers, gunicorn) serve one port with multi-process mode "
+            "(OTEL_ASPECTS_MULTIPROCESS_DIR; README, 'Running under gunicorn / uvicorn workers')",
             plan.prometheus_host,
             plan.prometheus_port,
             exc,
+            f"its metrics still go to {', '.join(others)}"
+            if others
+            else "it has no other exporter, so this process's metrics are not exported",
         )
         return
     from opentelemetry.exporter.prometheus import PrometheusMetricReader

@@ -602,3 +602,31 @@ class TestSwitchingDelegates:
         data = histogram_data(reader, "d_histogram")
         assert data is not None and data.count == 1
         assert seen  # the observable's callback was called by the new provider
+
+
+def test_a_taken_prometheus_port_says_where_metrics_still_go(
+    clean_sdk: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The second of two workers on one fixed port (uvicorn --workers 2) is told the
+    truth: with no other exporter its metrics go nowhere, and how to serve one port."""
+    import socket
+
+    from otel_aspects import setup_metrics
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with caplog.at_level(logging.ERROR, logger="otel_aspects"):
+            alone = setup_metrics("svc", exporters="prometheus", prometheus_port=port)
+            with_otlp = setup_metrics(
+                "svc",
+                exporters="prometheus,otlp",
+                prometheus_port=port,
+                otlp_endpoint="http://127.0.0.1:9",
+            )
+    assert alone.prometheus_port is None and with_otlp.prometheus_port is None
+    first, second = [r.getMessage() for r in caplog.records if "cannot serve" in r.getMessage()]
+    assert "no other exporter, so this process's metrics are not exported" in first
+    assert "OTEL_ASPECTS_MULTIPROCESS_DIR" in first
+    assert "its metrics still go to otlp" in second
