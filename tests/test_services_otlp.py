@@ -133,7 +133,9 @@ def test_receiver_outages_do_not_slow_the_workload() -> None:
         rx.stop()
         # Down for longer than one export's retries (the SDK retries within its timeout).
         back, err = run_demo(rx.endpoint, duration="4", during=rx.start, delay=3.5)
-        assert len(outage_warnings(err)) == PROCESSES, err
+        # At most one warning per process for the outage; a process whose first export
+        # came after the receiver was back (a loaded machine) saw no outage at all.
+        assert 1 <= len(outage_warnings(err)) <= PROCESSES, err
         expected = expected_counts(back["workload"])
         recovered = latest(rx, "registry_operations_total")
         got = {k: value(p) for k, p in recovered.items()}
