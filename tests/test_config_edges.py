@@ -318,7 +318,12 @@ class TestOpenSurvivors:
             "item 1 (-2.2250738585072014e-308) is not greater than the one before; "
             "sort them, no duplicates"
         )
-        # 30 digits: 10 from the start, "...", 11 from the end (24 characters)
+        # 302 digits: 10 from the start, "...", 11 from the end (24 characters)
+        digits = str(2**1000)
+        assert bucket_problem([2**1000]) == (
+            f"item 0 ({digits[:10]}...{digits[-11:]}) is not finite or too large; "
+            "use numbers below 1e300"
+        )
         assert bucket_problem([10**31, 123456789012345678901234567890]) == (
             "item 1 (1234567890...01234567890) is not greater than the one before; "
             "sort them, no duplicates"
@@ -347,6 +352,7 @@ class TestOpenSurvivors:
         assert squeeze(" " * 1000 + "x" * 700) == "x" * 200 + "..."
         assert squeeze(" " * 1200 + "lost") == "..."
         assert squeeze(" " * 1100 + "kept") == "kept"
+        assert squeeze(" " * 600 + "y" * 600) == "y" * 600  # 1200 characters: all looked at
 
     def test_a_yaml_value_that_cannot_be_read_is_quoted_in_200_characters(
         self, tmp_path: Path
