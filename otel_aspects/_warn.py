@@ -151,7 +151,7 @@ def _format(msg: str, args: tuple[object, ...]) -> tuple[str, int]:
             return f"{msg} {tuple(str(a) for a in shown)}", dropped
 
 
-def _cut(text: str, dropped: int = 0) -> str:
+def _cut(text: str, dropped: int) -> str:
     """*text* cut to :data:`MAX_MESSAGE_CHARS`, saying how many characters were cut
     (*dropped*: those already sliced off its arguments by :func:`_format`)."""
     if len(text) <= MAX_MESSAGE_CHARS:

@@ -122,6 +122,13 @@ def test_a_cut_line_says_how_many_characters_were_cut(caplog: pytest.LogCaptureF
     assert only_message(caplog, "%s|%s", "b" * 9000, "c" * 9000) == (
         "b" * 8192 + "... [cut: 9809 more characters]"
     )
+    # only the arguments over the limit were sliced: 5 + 1 + 9000 characters
+    assert only_message(caplog, "%s %s", "short", "l" * 9000) == (
+        "short " + "l" * 8186 + "... [cut: 814 more characters]"
+    )
+    assert (
+        only_message(caplog, "%s%s", "a" * 8192, "b") == "a" * 8192 + "... [cut: 1 more characters]"
+    )
 
 
 def test_a_huge_argument_is_not_copied_whole(caplog: pytest.LogCaptureFixture) -> None:
@@ -216,3 +223,19 @@ def test_short_repr_never_raises() -> None:
 
     assert short_repr(BadLength()) == "<BadLength object>"
     assert short_repr(Unprintable()) == "<object>"
+
+
+def test_an_argument_whose_str_fails_is_still_shown_by_its_repr(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Only a format that fails falls back to placeholders: ``%r`` needs no ``str()``."""
+
+    class NoStr:
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+        def __repr__(self) -> str:
+            return "NoStr()"
+
+    assert only_message(caplog, "bad %r here", NoStr()) == "bad NoStr() here"
+    assert only_message(caplog, "bad %s here", NoStr()) == "bad <NoStr whose str() failed> here"
