@@ -178,3 +178,19 @@ class TestHistograms:
         assert series.sums == [0, 6] and series.windows == [[INF, -INF], [2, 4]]
         series.observe(3)
         assert series.sums == [3, 9] and series.windows == [[3, 3], [2, 4]]
+
+    def test_of_equal_values_min_and_max_keep_the_first(self) -> None:
+        """As the SDK's ``min()`` and ``max()`` do: 1 then 1.0 stays the int 1, 0.0 then -0.0
+        stays 0.0 (the point's min and max, the delta windows' too)."""
+        for one_at_a_time in (True, False):
+            ints, zeros = histogram(), histogram()
+            for series, values in ((ints, (1, 1.0)), (zeros, (0.0, -0.0))):
+                for value in values:
+                    if one_at_a_time:
+                        series.observe(value)
+                    else:
+                        series.observe_all([value])
+            kept = [ints.min, ints.max, *ints.windows[0]]
+            assert kept == [1, 1, 1, 1] and {v.__class__ for v in kept} == {int}
+            kept = [zeros.min, zeros.max, *zeros.windows[0]]
+            assert [math.copysign(1.0, v) for v in kept] == [1.0] * 4, (one_at_a_time, kept)
