@@ -24,8 +24,8 @@ def checked_value(value: object, *, non_negative: bool) -> int | float | str:
 
     ``bool``, strings and ``None`` are not numbers; NaN and infinities are not
     finite; integers beyond int64 cannot be exported; counters and histograms
-    take no negative values.  Other ``numbers.Real`` (``Decimal``, ``Fraction``,
-    numpy scalars) are converted.  Never raises.
+    take no negative values.  Other ``numbers.Real`` (``Fraction``, numpy scalars)
+    are converted; ``Decimal`` is no ``numbers.Real`` and is dropped.  Never raises.
     """
     try:
         number = _number(value)

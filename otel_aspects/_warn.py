@@ -112,7 +112,7 @@ def warn_once(
             seen.add(cause)
         # Formatted here, once per cause, so that an argument whose __str__ raises (a
         # user's exception, say) still gives the line instead of a logging error.
-        logger.log(level, "%s", _cut(_format(msg, args)))
+        logger.log(level, "%s", _cut(*_format(msg, args)))
         return True
     except Exception:  # pragma: no cover - an unhashable cause, a broken handler
         return False
@@ -127,28 +127,37 @@ def _printable(value: object) -> object:
     return value
 
 
-def _format(msg: str, args: tuple[object, ...]) -> str:
+def _format(msg: str, args: tuple[object, ...]) -> tuple[str, int]:
+    """``msg % args``, and how many characters of huge string arguments were left out."""
     if not args:
-        return msg
+        return msg, 0
     # A huge string argument is sliced before formatting: no megabyte-long line is built.
+    dropped = sum(
+        len(a) - MAX_MESSAGE_CHARS - 1
+        for a in args
+        if isinstance(a, str) and len(a) > MAX_MESSAGE_CHARS
+    )
     args = tuple(
         a[: MAX_MESSAGE_CHARS + 1] if isinstance(a, str) and len(a) > MAX_MESSAGE_CHARS else a
         for a in args
     )
     try:
-        return msg % args
+        return msg % args, dropped
     except Exception:
         shown = tuple(_printable(a) for a in args)
         try:
-            return msg % shown
+            return msg % shown, dropped
         except Exception:  # a format that does not fit: show the arguments after the text
-            return f"{msg} {tuple(str(a) for a in shown)}"
+            return f"{msg} {tuple(str(a) for a in shown)}", dropped
 
 
-def _cut(text: str) -> str:
+def _cut(text: str, dropped: int) -> str:
+    """*text* cut to :data:`MAX_MESSAGE_CHARS`, saying how many characters were cut
+    (*dropped*: those already sliced off its arguments by :func:`_format`)."""
     if len(text) <= MAX_MESSAGE_CHARS:
         return text
-    return f"{text[:MAX_MESSAGE_CHARS]}... [cut: {len(text) - MAX_MESSAGE_CHARS} more characters]"
+    more = len(text) - MAX_MESSAGE_CHARS + dropped
+    return f"{text[:MAX_MESSAGE_CHARS]}... [cut: {more} more characters]"
 
 
 def reset_warned() -> None:
@@ -268,5 +277,5 @@ def short_repr(value: object, limit: int = 80) -> str:
     except Exception:
         try:
             return f"<{type(value).__name__[:limit]} object>"
-        except Exception:  # pragma: no cover - a type whose name cannot be read
+        except Exception:  # a type whose name cannot be read (a metaclass property)
             return "<object>"

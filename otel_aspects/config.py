@@ -594,9 +594,15 @@ class _Collector:
 
 
 def _squeeze(text: str, limit: int = 600) -> str:
-    """*text* on one line, at most about *limit* characters."""
-    text = " ".join(text[: limit * 2].split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """*text* on one line, at most *limit* characters, ending in ``...`` if cut.
+
+    Only the first ``2 * limit`` characters are looked at (bounded work on a huge
+    text); a text longer than that is cut even if they collapse to fewer.
+    """
+    head = " ".join(text[: limit * 2].split())
+    if len(head) <= limit and len(text) <= limit * 2:
+        return head
+    return head[: limit - 3] + "..."
 
 
 def _read_text(path: Path, collector: _Collector) -> str | None:

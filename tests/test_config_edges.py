@@ -4,7 +4,9 @@ docs/MUTATION.md)."""
 from __future__ import annotations
 
 import logging
+import os
 import textwrap
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from otel_aspects import config as config_module
 from otel_aspects.config import (
     MetricsConfigError,
     bucket_problem,
+    did_you_mean,
     load_metrics_config,
     loaded_configs,
     validate_config_file,
@@ -281,3 +284,154 @@ def test_at_most_200_problems_are_listed_then_one_count(tmp_path: Path) -> None:
     assert "3 more problem(s) not listed (only the first 200 are)" in errors[200]
     exactly = "".join(f"  - name: 'bad name {i}'\n" for i in range(200))
     assert len(validate_config_file(write(tmp_path, "counters:\n" + exactly))) == 200
+
+
+class TestOpenSurvivors:
+    """The survivors of the re-run on main's message bounds (docs/MUTATION.md, "merged")."""
+
+    def test_a_long_service_name_is_cut_to_260_characters_in_the_hint(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A valid instrument name (255 characters) is quoted whole; longer text is cut."""
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("OTEL_METRICS_CONFIG_PATH", raising=False)
+        with caplog.at_level(logging.WARNING, logger="otel_aspects"):
+            load_metrics_config("s" * 1000)
+        (record,) = caplog.records
+        assert "create config/metrics/" + "s" * 260 + ".yml or set" in record.getMessage()
+
+    def test_type_names_are_cut_to_60_characters(self) -> None:
+        long_named = type("T" * 100, (), {})
+        with pytest.raises(TypeError) as raised:
+            config_module.register_config(long_named())  # type: ignore[arg-type]
+        assert f"takes a MetricsConfig, got {'T' * 60}: <" in str(raised.value)
+        with pytest.raises(TypeError) as raised:
+            config_module.as_metrics_config(long_named(), "svc")
+        assert f"or None; got {'T' * 60}: <" in str(raised.value)
+
+    def test_bucket_values_are_quoted_in_24_characters(self) -> None:
+        """24 characters: the longest float repr, shown whole; a longer int is cut."""
+        assert bucket_problem([-1.7976931348623157e308]) == (
+            "item 0 (-1.7976931348623157e+308) is not finite or too large; use numbers below 1e300"
+        )
+        assert bucket_problem([0.0, -2.2250738585072014e-308]) == (
+            "item 1 (-2.2250738585072014e-308) is not greater than the one before; "
+            "sort them, no duplicates"
+        )
+        # 302 digits: 10 from the start, "...", 11 from the end (24 characters)
+        digits = str(2**1000)
+        assert bucket_problem([2**1000]) == (
+            f"item 0 ({digits[:10]}...{digits[-11:]}) is not finite or too large; "
+            "use numbers below 1e300"
+        )
+        assert bucket_problem([10**31, 123456789012345678901234567890]) == (
+            "item 1 (1234567890...01234567890) is not greater than the one before; "
+            "sort them, no duplicates"
+        )
+
+    def test_the_overflow_line_of_a_relative_path_says_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The default lookup gives a relative path ("config/...", sorting after "<mapping>")."""
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("OTEL_METRICS_CONFIG_PATH", raising=False)
+        (tmp_path / "config" / "metrics").mkdir(parents=True)
+        entries = "".join(f"  - name: 'bad name {i}'\n" for i in range(201))
+        (tmp_path / "config" / "metrics" / "svc.yml").write_text("counters:\n" + entries)
+        with pytest.raises(MetricsConfigError) as raised:
+            load_metrics_config("svc", strict=True)
+        assert raised.value.errors[-1].startswith(
+            "config/metrics/svc.yml: file: 1 more problem(s) not listed"
+        )
+
+    def test_squeeze_marks_every_cut_even_after_whitespace(self) -> None:
+        """Runs of whitespace count as one space; the first 1200 characters are looked at,
+        and a text cut there ends in "..." however little of it is left."""
+        squeeze = config_module._squeeze
+        assert squeeze(" " * 100 + "x" * 700) == "x" * 597 + "..."
+        assert squeeze(" " * 1000 + "x" * 700) == "x" * 200 + "..."
+        assert squeeze(" " * 1200 + "lost") == "..."
+        assert squeeze(" " * 1100 + "kept") == "kept"
+        assert squeeze(" " * 600 + "y" * 600) == "y" * 600  # 1200 characters: all looked at
+
+    def test_a_yaml_value_that_cannot_be_read_is_quoted_in_200_characters(
+        self, tmp_path: Path
+    ) -> None:
+        message = one_error(tmp_path, "counters: !!float " + "z" * 500 + "\n")
+        reason = "could not convert string to float: '" + "z" * 500 + "'"
+        assert f"a value cannot be read (ValueError: {reason[:197]}...); fix it" in message
+
+    def test_as_metrics_config_signature(self) -> None:
+        """value and service_name may be given by name; strict only by name."""
+        cfg = config_module.as_metrics_config(
+            value={"counters": [{"name": "a"}]}, service_name="svc"
+        )
+        assert list(cfg.metrics) == ["a"]
+        with pytest.raises(TypeError):
+            config_module.as_metrics_config({}, "svc", True)  # type: ignore[misc]
+
+    def test_a_path_whose_fspath_raises_is_a_type_error(self) -> None:
+        class BadPath(os.PathLike[str]):
+            def __fspath__(self) -> str:
+                raise RuntimeError("x" * 500)
+
+        with pytest.raises(TypeError) as raised:
+            config_module.as_metrics_config(BadPath(), "svc")
+        assert f"cannot be read as a path (RuntimeError: {'x' * 197}...); pass a str" in str(
+            raised.value
+        )
+
+    def test_a_mapping_that_raises_is_reported_in_200_characters(self) -> None:
+        class BadMapping(Mapping[str, object]):
+            def __getitem__(self, key: str) -> object:
+                raise RuntimeError("y" * 500)
+
+            def __iter__(self) -> Iterator[str]:
+                raise RuntimeError("y" * 500)
+
+            def __len__(self) -> int:
+                return 1
+
+        with pytest.raises(MetricsConfigError) as raised:
+            config_module.as_metrics_config(BadMapping(), "svc", strict=True)
+        assert raised.value.errors == (
+            f"<mapping>: top level: cannot be read (RuntimeError: {'y' * 197}...); "
+            "pass a plain dict",
+        )
+
+
+class TestDidYouMean:
+    """did_you_mean's bounds: the characters and candidates it compares (open survivors)."""
+
+    #: 400 distinct characters: difflib's "popular element" heuristic drops none of them.
+    CHARS = "".join(chr(0x4E00 + i) for i in range(400))
+
+    def test_only_the_first_256_characters_of_a_name_are_compared(self) -> None:
+        """difflib's ratio is 2 * matches / total length; cutoff 0.6."""
+        c = self.CHARS
+        # 110 matching of 256 compared: 220 / 366 >= 0.6; of 257: 220 / 367 < 0.6
+        assert did_you_mean(c[:257], [c[:110]]) == f" (did you mean {c[:110]!r}?)"
+        # the 256th character is the 110th match: 220 / 366; without it 218 / 365 < 0.6
+        name, candidate = c[:255] + c[399], c[:109] + c[399]
+        assert did_you_mean(name, [candidate]) == f" (did you mean {candidate!r}?)"
+
+    def test_only_the_first_10000_candidates_are_compared(self) -> None:
+        far = [f"zz{i:05d}" for i in range(9999)]
+        assert did_you_mean("requests_totl", [*far, "requests_total"]) == (
+            " (did you mean 'requests_total'?)"
+        )
+        assert did_you_mean("requests_totl", [*far, "x", "requests_total"]) == ""
+
+    def test_a_name_that_is_not_a_str_gets_no_hint(self) -> None:
+        """Not even a sequence of characters, which difflib would happily compare."""
+        candidates = ["request_duration_seconds"]
+        assert did_you_mean("request_duraton_seconds", candidates) != ""
+        assert did_you_mean(tuple("request_duraton_seconds"), candidates) == ""
+        assert did_you_mean(list("request_duraton_seconds"), candidates) == ""
+
+    def test_candidates_that_raise_give_no_hint(self) -> None:
+        def broken() -> Iterator[str]:
+            yield "requests_total"
+            raise RuntimeError("a broken iterable")
+
+        assert did_you_mean("requests_totl", broken()) == ""

@@ -18,7 +18,9 @@ Not part of ``make test`` or CI: it takes tens of minutes.  For each module it
 
 Usage: ``python tests/mutation/run.py [--modules config,labels] [--jobs 2] [--cap-minutes 40]``;
 ``--survivors-of build/mutation`` re-runs only the survivors of that earlier run (after
-adding tests), into another ``--out``.
+adding tests), into another ``--out``; ``--modules _warn --lines 135,151`` runs only the
+mutants starting on those lines (survivors listed in docs/MUTATION.md, re-checked without
+the earlier session).
 docs/MUTATION.md lists the survivors of the last run and the verdict on each.
 """
 
@@ -63,6 +65,18 @@ SUBSETS: dict[str, tuple[str, ...]] = {
         "tests/test_warn.py",
         "tests/test_client.py",
         "tests/test_config.py",
+    ),
+    "series": (
+        "tests/test_series_edges.py",
+        "tests/test_engine.py",
+        "tests/test_engine_differential.py",
+        "tests/test_bridge.py",
+    ),
+    "_values": (
+        "tests/test_values_edges.py",
+        "tests/test_client.py",
+        "tests/test_engine_differential.py",
+        "tests/test_warn.py",
     ),
 }
 
@@ -154,8 +168,30 @@ def keep_only_survivors(session: Path, previous: Path) -> int:
     return skipped
 
 
+def keep_only_lines(session: Path, lines: set[int]) -> int:
+    """Skip every mutant that does not start on one of *lines*: a re-check of given
+    survivors when no earlier session of the same source is at hand.  How many."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    skipped = 0
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            if item.mutations[0].start_pos[0] not in lines:
+                result = WorkResult(
+                    output="not a line asked for", worker_outcome=WorkerOutcome.SKIPPED
+                )
+                db.set_result(item.job_id, result)
+                skipped += 1
+    return skipped
+
+
 def run_module(
-    name: str, out: Path, cap_seconds: float, previous: Path | None = None
+    name: str,
+    out: Path,
+    cap_seconds: float,
+    previous: Path | None = None,
+    lines: set[int] | None = None,
 ) -> dict[str, object]:
     work = out / name
     shutil.rmtree(work, ignore_errors=True)
@@ -197,6 +233,8 @@ def run_module(
     skipped = skip_noise(session, work / "otel_aspects" / f"{name}.py")
     if previous is not None:
         skipped += keep_only_survivors(session, previous / name / "session.sqlite")
+    if lines:
+        skipped += keep_only_lines(session, lines)
     _cosmic("baseline", "cr.toml", cwd=work, env=env)
     started = time.monotonic()
     capped = False
@@ -241,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="an earlier --out folder: run only the mutants that survived there",
     )
+    parser.add_argument(
+        "--lines",
+        default="",
+        help="comma-separated line numbers: run only the mutants starting on them (one module)",
+    )
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
     if args.survivors_of is not None:
@@ -249,9 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in modules if m not in SUBSETS]
     if unknown:
         parser.error(f"no test subset for {unknown}; known: {sorted(SUBSETS)}")
+    lines = {int(n) for n in args.lines.split(",") if n.strip()}
+    if lines and len(modules) != 1:
+        parser.error("--lines needs exactly one module (--modules NAME)")
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         futures = {
-            m: pool.submit(run_module, m, args.out, args.cap_minutes * 60, args.survivors_of)
+            m: pool.submit(run_module, m, args.out, args.cap_minutes * 60, args.survivors_of, lines)
             for m in modules
         }
         for m, f in futures.items():
