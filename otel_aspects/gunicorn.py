@@ -16,9 +16,9 @@ exports nothing itself).  ``child_exit`` folds a dead worker's file into the
 folder's archive at once, so scrapes stay as fast after thousands of worker
 restarts as after the first.
 
-Without an exporter in the arguments or the environment, the master serves
-Prometheus (``OTEL_PROMETHEUS_PORT``, else 9464).  Chain them from hooks of
-your own by calling the returned functions.
+The master serves Prometheus (``prometheus_port=``, else ``OTEL_PROMETHEUS_PORT``,
+else 9464), plus OTLP when an OTLP endpoint is set, unless ``exporters=`` says
+otherwise.  Chain them from hooks of your own by calling the returned functions.
 """
 
 from __future__ import annotations
@@ -35,12 +35,20 @@ __all__ = ("child_exit", "hooks", "when_ready")
 
 logger = logging.getLogger("otel_aspects.gunicorn")
 
-_EXPORTER_VARIABLES = (
-    "OTEL_METRICS_EXPORTER",
-    "OTEL_PROMETHEUS_ENABLED",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-)
+
+def _exporters() -> str:
+    """Prometheus always (the one port of the whole server), plus OTLP when an OTLP
+    endpoint is set and whatever ``OTEL_METRICS_EXPORTER`` names."""
+    names = ["prometheus"]
+    if (
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip()
+    ):
+        names.append("otlp")
+    for name in os.environ.get("OTEL_METRICS_EXPORTER", "").split(","):
+        if name.strip() and name.strip() != "none":
+            names.append(name.strip())
+    return ",".join(dict.fromkeys(names))
 
 
 def hooks(
@@ -66,10 +74,8 @@ def hooks(
                 "or set OTEL_SERVICE_NAME"
             )
         kwargs = dict(setup_kwargs)
-        if "exporters" not in kwargs and not any(
-            os.environ.get(v, "").strip() for v in _EXPORTER_VARIABLES
-        ):
-            kwargs["exporters"] = "prometheus"
+        if "exporters" not in kwargs:
+            kwargs["exporters"] = _exporters()
         setup = multiprocess.serve_metrics(folder, name, **kwargs)
         state["setup"] = setup
         logger.info(
@@ -82,7 +88,7 @@ def hooks(
     def exited(server: Any, worker: Any) -> None:
         setup = state.get("setup")
         if setup is not None:
-            setup.compact()
+            setup.compact(background=True)
 
     return ready, exited
 

@@ -62,6 +62,7 @@ import uuid
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Final
 
@@ -90,6 +91,8 @@ EX_BEGIN, EX_VALUE, EX_FLOAT, EX_SPAN, EX_TRACE_HI, EX_TRACE_LO, EX_END = range(
 
 #: A process's file starts this big (sparse) and doubles when full.
 INITIAL_SIZE: Final = 1 << 16
+KINDS: Final = ("counter", "up_down_counter", "gauge", "histogram")
+MODES: Final = ("sum", "max", "min", "last", "live_sum")
 WORKER_PREFIX: Final = "process-"
 SUFFIX: Final = ".otelmp"
 ARCHIVE_NAME: Final = "archive" + SUFFIX
@@ -114,6 +117,8 @@ class Meta:
     bounds: tuple[float, ...] | None
     #: How processes combine (``sum`` for counters and histograms).
     mode: str
+    #: Attribute sets kept over all processes (the YAML's ``max_series``), then overflow.
+    max_series: int | None = None
 
     @property
     def identity(self) -> tuple[object, ...]:
@@ -142,12 +147,27 @@ class Meta:
             "scope": list(self.scope),
             "bounds": None if self.bounds is None else list(self.bounds),
             "mode": self.mode,
+            "max_series": self.max_series,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Meta:
+        """The instrument of a file's record; ``ValueError`` when it is not one."""
         scope = data["scope"]
         bounds = data.get("bounds")
+        if data["kind"] not in KINDS or data["mode"] not in MODES:
+            raise ValueError("unknown kind or mode")
+        if data["kind"] == "histogram" and (
+            not isinstance(bounds, list)
+            or not all(isinstance(b, int | float) for b in bounds)
+            or any(not a < b for a, b in pairwise(bounds))
+        ):
+            raise ValueError("histogram bounds are not increasing numbers")
+        if not isinstance(scope, list) or len(scope) != 3:
+            raise ValueError("bad scope")
+        max_series = data.get("max_series")
+        if max_series is not None and (not isinstance(max_series, int) or max_series < 1):
+            raise ValueError("bad max_series")
         return cls(
             kind=str(data["kind"]),
             name=str(data["name"]),
@@ -156,6 +176,7 @@ class Meta:
             scope=(str(scope[0]), scope[1], scope[2]),
             bounds=None if bounds is None else tuple(float(b) for b in bounds),
             mode=str(data["mode"]),
+            max_series=max_series,
         )
 
 
@@ -168,8 +189,23 @@ def attributes_json(attributes: dict[str, Any]) -> bytes:
     return json.dumps(items, separators=(",", ":")).encode("ascii")
 
 
+_PRIMITIVES = (str, bool, int, float)
+
+
 def attributes_from_json(raw: bytes) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(raw)}
+    """The attributes of a series record; ``ValueError`` when they are not attributes."""
+    out: dict[str, Any] = {}
+    for key, value in json.loads(raw):
+        if not isinstance(key, str):
+            raise ValueError("an attribute key is not a string")
+        if isinstance(value, list):
+            if not all(isinstance(v, _PRIMITIVES) for v in value):
+                raise ValueError("an attribute value is not a primitive")
+            value = tuple(value)
+        elif not isinstance(value, _PRIMITIVES):
+            raise ValueError("an attribute value is not a primitive")
+        out[key] = value
+    return out
 
 
 def _padded(n: int) -> int:
@@ -329,24 +365,40 @@ def read(data: bytes, name: str, parsed: Parsed | None = None) -> Parsed:
             f"{name}: format version {version}, this otel_aspects reads version "
             f"{FORMAT_VERSION}; empty the folder when deploying a new version"
         )
+    if not HEADER_SIZE <= used <= len(data):
+        raise FileFormatError(
+            f"{name}: truncated or damaged: its header says {used} bytes, it has {len(data)}"
+        )
     if parsed is None:
         parsed = Parsed(role, created, pid, HEADER_SIZE, {}, [])
-    used = min(used, len(data))
     offset = parsed.upto
-    while offset + RECORD.size <= used:
-        length, kind, ident, n = RECORD.unpack_from(data, offset)
-        if length < RECORD.size or offset + length > used:
-            raise FileFormatError(f"{name}: a record at offset {offset} is damaged")
-        payload = bytes(data[offset + RECORD.size : offset + RECORD.size + n])
-        if kind == INSTRUMENT:
-            parsed.metas[ident] = Meta.from_json(json.loads(payload))
-        elif kind == SERIES:
-            meta = parsed.metas[ident]
-            words_at = offset + length - meta.words() * _WORD
-            parsed.series.append((words_at, meta, payload, attributes_from_json(payload)))
-        elif kind == ABSORBED:
-            parsed.absorbed = tuple(json.loads(payload))
-        offset += length
+    try:
+        while offset < used:
+            length, kind, ident, n = RECORD.unpack_from(data, offset)
+            body = offset + RECORD.size + n
+            if length % _WORD or body > offset + length or offset + length > used:
+                raise ValueError("bad record length")
+            payload = bytes(data[offset + RECORD.size : body])
+            if kind == INSTRUMENT:
+                parsed.metas[ident] = Meta.from_json(json.loads(payload))
+            elif kind == SERIES:
+                meta = parsed.metas[ident]
+                words_at = offset + length - meta.words() * _WORD
+                if words_at < _padded(body):
+                    raise ValueError("series words overlap its attributes")
+                parsed.series.append((words_at, meta, payload, attributes_from_json(payload)))
+            elif kind == ABSORBED:
+                absorbed = json.loads(payload)
+                if not all(isinstance(item, str) for item in absorbed):
+                    raise ValueError("absorbed names are not strings")
+                parsed.absorbed = tuple(absorbed)
+            else:
+                raise ValueError(f"unknown record type {kind}")
+            offset += length
+    except (ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
+        raise FileFormatError(
+            f"{name}: damaged at offset {offset} ({type(exc).__name__}: {str(exc)[:60]})"
+        ) from exc
     parsed.upto = offset
     return parsed
 
@@ -414,7 +466,11 @@ def observe(words: Words, bounds: tuple[float, ...], value: int | float) -> int:
     q, d = words.q, words.d
     index = bisect_left(bounds, value)
     if value.__class__ is int:
-        q[ISUM] += value
+        try:
+            q[ISUM] += value
+        except (OverflowError, ValueError):  # past int64: the float part takes it
+            d[FSUM] += value
+            q[FLAGS] = 1
     else:
         d[FSUM] += value
         q[FLAGS] = 1

@@ -13,6 +13,7 @@ whoever collects (:mod:`otel_aspects.multiprocess`).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from bisect import bisect_left
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 _INF = float("inf")
 
 __all__ = ("DEFAULT_MODES", "ProcessFile")
+
+logger = logging.getLogger("otel_aspects.multiprocess")
 
 #: The mode of each kind when the YAML says none: counters and histograms add; an
 #: up-down counter usually counts what live processes hold (in-flight requests,
@@ -53,6 +56,7 @@ def meta_of(instrument: Instrument) -> Meta:
         scope=instrument.scope,
         bounds=instrument.bounds if kind == "histogram" else None,  # type: ignore[attr-defined]
         mode=instrument.multiprocess or DEFAULT_MODES[kind],
+        max_series=instrument.max_series,
     )
 
 
@@ -127,9 +131,12 @@ class _HistogramQueue(_NoQueue):
             if words is None:
                 return
             q, d = words.q, words.d
-            q[BUCKETS + index] += 1
             if value.__class__ is int:
-                q[ISUM] += value
+                try:
+                    q[ISUM] += value
+                except (OverflowError, ValueError):  # past int64: the float part takes it
+                    d[FSUM] += value
+                    q[FLAGS] = 1
             else:
                 d[FSUM] += value
                 if self.unflagged:
@@ -143,6 +150,7 @@ class _HistogramQueue(_NoQueue):
                 if value > d[MAX]:
                     d[MAX] = value
                 self.high = d[MAX]
+            q[BUCKETS + index] += 1
 
 
 class _FileSeries(Series):
@@ -257,7 +265,17 @@ class ProcessFile:
             with self._lock:
                 file = self._file
                 if file is None or file.pid != os.getpid():
-                    file = self._file = WorkerFile(self.directory)
+                    try:
+                        file = WorkerFile(self.directory)
+                    except FileNotFoundError:  # the folder was deleted under the server
+                        logger.error(
+                            "otel_aspects: the multi-process folder %s is gone; made it "
+                            "again so this process records (keep it away from tmp cleaners)",
+                            self.directory,
+                        )
+                        self.directory.mkdir(parents=True, exist_ok=True)
+                        file = WorkerFile(self.directory)
+                    self._file = file
         return file
 
     def after_fork(self) -> None:

@@ -76,6 +76,8 @@ _COMPACT_LOCK: Final = ".compact.lock"
 COMPACT_INTERVAL_SECONDS: Final = 2.0
 _DELTA = AggregationTemporality.DELTA
 _INF = float("inf")
+_OVERFLOW: Final = {"otel.metric.overflow": True}
+_OVERFLOW_KEY: Final = mpfile.attributes_json(_OVERFLOW)
 
 
 class MultiprocessError(ValueError):
@@ -176,6 +178,51 @@ def _read_marker(marker: Path) -> dict[str, Any] | None:
             "empty folder of its own"
         )
     return data
+
+
+_EXPORTER_LOCK: Final = ".exporter.lock"
+#: The folders this process exports (a lock held on each), by resolved path.
+_claims: dict[str, int] = {}
+
+
+def claim_export(folder: Folder) -> None:
+    """Make this process the one that exports *folder*: a lock it holds for its life.
+
+    Raises :class:`MultiprocessError` when another live process exports it: two
+    exporters would send every count twice under one ``service.instance.id``.
+    """
+    key = str(folder.path.resolve())
+    if key in _claims:
+        return
+    fd = os.open(folder.path / _EXPORTER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 20, 0).decode("ascii", "replace").strip()
+        other = other if other.isdigit() else short_repr(other, 24)
+        os.close(fd)
+        raise MultiprocessError(
+            f"multiprocess_dir {short_repr(str(folder.path))} is already exported by another "
+            f"process (pid {other}); run one exporter per folder (the "
+            "gunicorn hook, or one otel-aspects serve-metrics), else every count is exported "
+            "twice"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+    _claims[key] = fd
+
+
+def _release_claims_in_child() -> None:
+    # The lock stays with the parent (its descriptor); the child just lets go of its copy.
+    for fd in _claims.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _claims.clear()
+
+
+os.register_at_fork(after_in_child=_release_claims_in_child)
 
 
 def stale_report(folder: Folder) -> str | None:
@@ -282,16 +329,22 @@ class _Cache:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise FileFormatError(f"{path.name}: cannot be opened ({exc.strerror})") from exc
         try:
-            inode = os.fstat(fd).st_ino
+            stat = os.fstat(fd)
+            inode = stat.st_ino
             header = os.pread(fd, mpfile.HEADER_SIZE, 0)
             used = int.from_bytes(header[16:24], "little") if len(header) >= 24 else 0
-            data = os.pread(fd, max(used, mpfile.HEADER_SIZE), 0)
+            # Never more than the file holds (a damaged header may say anything).
+            data = os.pread(fd, min(max(used, mpfile.HEADER_SIZE), stat.st_size), 0)
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 alive = False
             except BlockingIOError:
                 alive = True
+        except OSError as exc:  # a folder, a device, an unreadable file
+            raise FileFormatError(f"{path.name}: cannot be read ({exc.strerror})") from exc
         finally:
             os.close(fd)
         name = path.name
@@ -307,7 +360,19 @@ class _Cache:
             del self.files[name]
 
 
-Totals = dict[tuple[tuple[object, ...], bytes], _Total]
+class Totals(dict[tuple[tuple[object, ...], bytes], _Total]):
+    """Every series' total by (instrument identity, attributes), and the attribute sets
+    per instrument (the overflow series left out)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: dict[tuple[object, ...], int] = {}
+
+    def new(self, meta: Meta, key: bytes, attributes: dict[str, Any]) -> _Total:
+        total = self[meta.identity, key] = _Total(meta, attributes)
+        if key != _OVERFLOW_KEY:
+            self.sizes[meta.identity] = self.sizes.get(meta.identity, 0) + 1
+        return total
 
 
 def _add_file(
@@ -319,6 +384,8 @@ def _add_file(
     *,
     name: str,
 ) -> None:
+    """Add one file's series to *totals*: past an instrument's ``max_series`` attribute
+    sets over all files, new ones go to the overflow series, as in one process."""
     for at, meta, key, attributes in parsed.series:
         known = metas.setdefault(meta.identity, meta)
         if known != meta:
@@ -326,13 +393,13 @@ def _add_file(
                 logger,
                 ("mp-conflict", meta.name, meta.mode, meta.bounds),
                 "otel_aspects: %s %s in %s differs from the same instrument in other files "
-                "(buckets or multiprocess mode: %s vs %s); its series there are left out. "
-                "Restart every worker after changing the YAML",
+                "(buckets, max_series or multiprocess mode: %s vs %s); its series there are "
+                "left out. Restart every worker after changing the YAML",
                 meta.kind,
                 short_repr(meta.name),
                 name,
-                short_repr((meta.mode, meta.bounds)),
-                short_repr((known.mode, known.bounds)),
+                short_repr((meta.mode, meta.bounds, meta.max_series)),
+                short_repr((known.mode, known.bounds, known.max_series)),
                 budget="config",
             )
             continue
@@ -343,7 +410,16 @@ def _add_file(
             continue
         total = totals.get((meta.identity, key))
         if total is None:
-            total = totals[meta.identity, key] = _Total(meta, attributes)
+            limit = meta.max_series
+            if (
+                limit is not None
+                and key != _OVERFLOW_KEY
+                and totals.sizes.get(meta.identity, 0) >= limit
+            ):
+                key, attributes = _OVERFLOW_KEY, dict(_OVERFLOW)
+                total = totals.get((meta.identity, key))
+            if total is None:
+                total = totals.new(meta, key, attributes)
         total.add(n, value, start, extra, mpfile.exemplars(data, at, meta))
 
 
@@ -370,7 +446,7 @@ def read_totals(path: Path, cache: _Cache | None = None) -> Totals:
     """
     cache = cache or _Cache()
     for _attempt in range(50):
-        totals: Totals = {}
+        totals = Totals()
         metas: dict[tuple[object, ...], Meta] = {}
         before = _archive_identity(path)
         archive = _read_or_warn(cache, path / ARCHIVE_NAME)
@@ -385,6 +461,7 @@ def read_totals(path: Path, cache: _Cache | None = None) -> Totals:
             if n.startswith(WORKER_PREFIX) and n.endswith(SUFFIX) and n not in absorbed
         ]
         vanished = False
+        files = []
         for name in names:
             try:
                 found = cache.read(path / name)
@@ -394,8 +471,13 @@ def read_totals(path: Path, cache: _Cache | None = None) -> Totals:
             if found is None:
                 vanished = True  # compacted meanwhile: the new archive has it
                 break
-            _add_file(totals, metas, found[0], found[1], found[2], name=name)
-        if not vanished and _archive_identity(path) == before:
+            files.append((found[0].created, name, found))
+        if vanished:
+            continue
+        # Oldest first: past max_series the attribute sets kept are the earliest ones.
+        for _created, name, (parsed, data, alive) in sorted(files, key=lambda f: f[:2]):
+            _add_file(totals, metas, parsed, data, alive, name=name)
+        if _archive_identity(path) == before:
             cache.forget_missing({*names, ARCHIVE_NAME})
             return totals
     raise RuntimeError("the multi-process folder kept changing while it was read")
@@ -425,17 +507,19 @@ def _warn_format(exc: FileFormatError) -> None:
 # --------------------------------------------------------------------------
 
 
-def compact(directory: str | os.PathLike[str]) -> int:
+def compact(directory: str | os.PathLike[str], *, wait: bool = False) -> int:
     """Fold the files of dead processes into the archive; the number folded.
 
     Safe to run at any time, from any process, while others record and collect:
-    one compaction at a time (a lock file), and readers see each count once.
+    one compaction at a time (a lock file; with *wait* this one waits for another
+    in progress, else it returns 0 at once), and readers see each count once.
+    A damaged file is moved aside (``NAME.damaged``) with one ERROR.
     """
     path = Path(os.fspath(directory))
     lock_fd = os.open(path / _COMPACT_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             return 0  # another process is compacting
         return _compact_locked(path)
@@ -446,6 +530,8 @@ def compact(directory: str | os.PathLike[str]) -> int:
 def _compact_locked(path: Path) -> int:
     cache = _Cache()
     archive = _read_or_warn(cache, path / ARCHIVE_NAME)
+    if archive is None and (path / ARCHIVE_NAME).exists():
+        _move_aside(path / ARCHIVE_NAME)  # unreadable: a new archive starts
     absorbed: set[str] = set(archive[0].absorbed) if archive is not None else set()
     listing = set(os.listdir(path))
     dead: list[tuple[str, int]] = []
@@ -465,19 +551,26 @@ def _compact_locked(path: Path) -> int:
             dead.append((name, fd))
         if not dead:
             return 0
-        totals: Totals = {}
+        totals = Totals()
         metas: dict[tuple[object, ...], Meta] = {}
         if archive is not None:
             _add_file(totals, metas, archive[0], archive[1], True, name=ARCHIVE_NAME)
-        folded = []
+        found = []
         for name, fd in dead:
-            size = os.fstat(fd).st_size
-            data = os.pread(fd, size, 0)
             try:
+                data = os.pread(fd, os.fstat(fd).st_size, 0)
                 parsed = mpfile.read(data, name)
-            except FileFormatError as exc:
-                _warn_format(exc)
+            except (OSError, FileFormatError) as exc:
+                _warn_format(
+                    exc
+                    if isinstance(exc, FileFormatError)
+                    else FileFormatError(f"{name}: cannot be read ({exc})")
+                )
+                _move_aside(path / name)
                 continue
+            found.append((parsed.created, name, parsed, data))
+        folded = []
+        for _created, name, parsed, data in sorted(found, key=lambda f: f[:2]):
             _add_file(totals, metas, parsed, data, False, name=name)
             folded.append(name)
         # Names of files deleted by an earlier compaction are dropped: no reader that
@@ -490,6 +583,14 @@ def _compact_locked(path: Path) -> int:
     finally:
         for _name, fd in dead:
             os.close(fd)
+
+
+def _move_aside(path: Path) -> None:
+    """Rename a damaged file out of the way (kept for a look, never read again)."""
+    try:
+        os.replace(path, path.with_name(path.name + ".damaged"))
+    except OSError:
+        logger.debug("otel_aspects: cannot move %s aside", path, exc_info=True)
 
 
 #: A file being created is renamed within milliseconds; older, it was abandoned.
@@ -568,15 +669,22 @@ def _fill(words: mpfile.Words, total: _Total) -> None:
 # --------------------------------------------------------------------------
 
 
-class _ReaderState:
-    __slots__ = ("drop", "given", "last", "previous", "temporality")
+SeriesKey = tuple[tuple[object, ...], bytes]
 
-    def __init__(self, reader: Any) -> None:
+
+class _ReaderState:
+    __slots__ = ("drop", "given", "last", "live", "previous", "temporality")
+
+    def __init__(self, reader: Any, baseline: dict[SeriesKey, tuple[Any, ...]]) -> None:
         from .bridge import preferences
 
         self.temporality, self.drop = preferences(reader)
-        #: Delta: each series' (n, value, counts) at the previous collection.
-        self.previous: dict[tuple[tuple[object, ...], bytes], tuple[Any, ...]] = {}
+        #: Delta: each series' (n, value, counts) at the previous collection; at first the
+        #: totals when the exporter started (a restarted exporter sends no total again).
+        self.previous: dict[SeriesKey, tuple[Any, ...]] = dict(baseline)
+        #: ``live_sum`` series given to this reader: one that vanishes (its processes
+        #: died) gets a last point back to 0.
+        self.live: dict[SeriesKey, _Total] = {}
         #: Previous collection time per instrument (a delta point's start).
         self.last: dict[tuple[object, ...], int] = {}
         self.given: dict[tuple[tuple[object, ...], bytes, int], int] = {}
@@ -599,7 +707,13 @@ class Collector:
         self._stop = threading.Event()
         self._interval = compact_interval
         self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
         self._scopes: dict[tuple[str, str | None, str | None], InstrumentationScope] = {}
+        self._missing_reported = False
+        self._baseline = {
+            key: (t.n, t.value, t.extra[2] if t.meta.kind == "histogram" else None)
+            for key, t in self._read().items()
+        }
 
     def start_compacting(self) -> None:
         if self._thread is None and self._interval > 0:
@@ -610,17 +724,25 @@ class Collector:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+
+    def compact_soon(self) -> None:
+        """Have the background thread compact now (gunicorn's ``child_exit``: the master's
+        loop must not wait for it)."""
+        self._wake.set()
 
     def _compact_loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            if os.getpid() != self.pid:
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.is_set() or os.getpid() != self.pid:
                 return
             self.compact_now()
 
-    def compact_now(self) -> int:
-        """Fold dead processes' files now (also what ``child_exit`` hooks call)."""
+    def compact_now(self, *, wait: bool = False) -> int:
+        """Fold dead processes' files now (*wait*: after a compaction in progress)."""
         try:
-            return compact(self.folder.path)
+            return compact(self.folder.path, wait=wait)
         except Exception as exc:  # never let a compaction problem stop collection
             warn_once(
                 logger,
@@ -636,17 +758,34 @@ class Collector:
     def totals(self) -> Totals:
         """Every series' total now (see :func:`read_totals`)."""
         with self._lock:
+            return self._read()
+
+    def _read(self) -> Totals:
+        try:
             return read_totals(self.folder.path, self._cache)
+        except FileNotFoundError:
+            # The folder was deleted (a tmp cleaner, a deploy): make it again, so that
+            # workers started from now on record; what it held is gone.
+            if not self._missing_reported:
+                self._missing_reported = True
+                logger.error(
+                    "otel_aspects: the multi-process folder %s was deleted while in use; "
+                    "made again. The counts it held are lost; keep it out of reach of "
+                    "tmp cleaners (e.g. under /run)",
+                    short_repr(str(self.folder.path)),
+                )
+            prepare(self.folder.path, self.folder.service_name, create=True)
+            return Totals()
 
     def collect(self, reader: Any, now: int) -> dict[InstrumentationScope, list[Metric]]:
         """The metrics *reader* gets now (the engine's bridge calls this)."""
         if os.getpid() != self.pid:
             return {}
         with self._lock:
-            totals = read_totals(self.folder.path, self._cache)
+            totals = self._read()
             state = self._readers.get(reader)
             if state is None:
-                state = self._readers[reader] = _ReaderState(reader)
+                state = self._readers[reader] = _ReaderState(reader, self._baseline)
             return self._metrics(totals, state, now)
 
     def _scope(self, key: tuple[str, str | None, str | None]) -> InstrumentationScope:
@@ -664,9 +803,14 @@ class Collector:
         for (identity, key), total in totals.items():
             if total.meta.kind not in state.drop:
                 by_instrument.setdefault(identity, []).append((key, total))
+        # live_sum series whose every process died: a last point back to 0 (once).
+        gone: dict[tuple[object, ...], list[tuple[bytes, _Total]]] = {}
+        for series_key in [k for k in state.live if k not in totals]:
+            gone.setdefault(series_key[0], []).append((series_key[1], state.live.pop(series_key)))
         out: dict[InstrumentationScope, list[Metric]] = {}
-        for identity, rows in by_instrument.items():
-            meta = rows[0][1].meta
+        for identity in {**by_instrument, **gone}:
+            rows = by_instrument.get(identity, [])
+            meta = (rows or gone[identity])[0][1].meta
             delta = state.temporality[meta.kind] is _DELTA
             previous = state.last.get(identity)
             state.last[identity] = now
@@ -676,9 +820,27 @@ class Collector:
                 if (point := _point(total, (identity, key), state, delta, previous, now))
                 is not None
             ]
+            for key, total in gone.get(identity, ()):
+                before = state.previous.pop((identity, key), None)
+                points.append(_back_to_zero(total, before, delta, previous, now))
+            if meta.mode == "live_sum":
+                for key, total in rows:
+                    state.live[identity, key] = total
             if points:
                 out.setdefault(self._scope(meta.scope), []).append(metric_of(meta, points, delta))
         return out
+
+
+def _back_to_zero(
+    total: _Total, before: tuple[Any, ...] | None, delta: bool, previous: int | None, now: int
+) -> NumberDataPoint:
+    """The point of a live_sum series whose processes all died: 0 (a delta: minus what
+    was given)."""
+    if total.meta.kind == "gauge":
+        return NumberDataPoint(total.attributes, None, now, 0, [])  # type: ignore[arg-type]
+    value = -before[1] if delta and before is not None else 0
+    start = previous if delta and previous is not None else total.start
+    return NumberDataPoint(total.attributes, start, now, value, [])
 
 
 def _point(
@@ -706,7 +868,7 @@ def _point(
         before = state.previous.get(key)
         state.previous[key] = (n, value, counts)
         if before is not None:
-            if before[0] == n:
+            if before[0] == n and before[1] == value:
                 return None  # nothing measured since this reader's last collection
             n, value = n - before[0], value - before[1]
             if counts is not None:
@@ -789,9 +951,8 @@ def serve_metrics(
             f"serve_metrics needs a folder: pass it, or set {ENV_VAR} (the workers' folder)"
         )
     path = Path(raw).expanduser().absolute()
-    path.mkdir(parents=True, exist_ok=True)
     name = service_name or os.environ.get("OTEL_SERVICE_NAME", "").strip()
-    if not name:
+    if not name and path.is_dir():
         marker = _read_marker(path / MARKER_NAME)
         name = str(marker.get("service", "")) if marker else ""
     if not name:
@@ -799,6 +960,7 @@ def serve_metrics(
             f"serve_metrics: no service name for {short_repr(str(path))}: pass service_name= "
             "(--service), or set OTEL_SERVICE_NAME"
         )
+    path.mkdir(parents=True, exist_ok=True)
     os.environ[ENV_VAR] = str(path)
     return setup_metrics(name, multiprocess_dir=path, aggregate=True, **setup_kwargs)
 

@@ -305,13 +305,20 @@ class MetricsSetup:
         """Whether this process exports the multi-process folder's total (``aggregate=True``)."""
         return bool(self._plan and self._plan.aggregate)
 
-    def compact(self) -> int:
+    def compact(self, *, background: bool = False) -> int:
         """Fold dead processes' files into the folder's archive now (the exporting
-        process of multi-process mode does it every few seconds anyway); how many."""
+        process of multi-process mode does it every few seconds anyway); how many.
+
+        *background*: have the exporter's compaction thread do it at once, and return 0
+        without waiting (gunicorn's ``child_exit`` runs in the master's loop).
+        """
         inst = self._installation
         if inst is None or inst.collector is None or not self._active:
             return 0
-        return inst.collector.compact_now()
+        if background:
+            inst.collector.compact_soon()
+            return 0
+        return inst.collector.compact_now(wait=True)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         """Collect and export now (metrics and logs); ``True`` when nothing timed out.
@@ -1149,11 +1156,22 @@ def _resolve_multiprocess(
             "setup_metrics: multi-process mode needs the engine (engine='engine'); "
             "unset OTEL_ASPECTS_ENGINE=sdk or multiprocess_dir"
         )
-    folder = multiprocess.prepare(raw, service_name, create=aggregate)
+    try:
+        folder = multiprocess.prepare(raw, service_name, create=aggregate)
+    except multiprocess.MultiprocessError as exc:
+        # From the variable (a server's master set it): a folder deleted under a running
+        # server must not stop workers from booting; they record into a new one.
+        if directory is not None or os.path.exists(raw):
+            raise
+        _log.error("otel_aspects: %s; made it, so this worker records", exc)
+        folder = multiprocess.prepare(raw, service_name, create=True)
     if aggregate:
+        multiprocess.claim_export(folder)
         report = multiprocess.stale_report(folder)
         if report is not None:
             _log.warning("otel_aspects: %s", report)
+    # Processes this one starts (a spawn pool, a subprocess) record into the same folder.
+    os.environ[multiprocess.ENV_VAR] = str(folder.path)
     return folder
 
 

@@ -36,6 +36,10 @@ def clean_sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             monkeypatch.delenv(name)
     yield
     shutdown_metrics()
+    # What the library set for processes it starts (OTEL_ASPECTS_MULTIPROCESS_DIR).
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -106,7 +106,9 @@ def points(setup: Any, name: str) -> dict[tuple[tuple[str, Any], ...], Any]:
 
 
 def process_files(folder: Path) -> list[str]:
-    return sorted(n for n in os.listdir(folder) if n.startswith("process-"))
+    return sorted(
+        n for n in os.listdir(folder) if n.startswith("process-") and n.endswith(".otelmp")
+    )
 
 
 # --------------------------------------------------------------------------- totals
@@ -184,7 +186,7 @@ def test_gauge_and_up_down_counter_modes_combine_processes(folder: Path) -> None
         os.close(release_w)
         for pid in pids:
             os.waitpid(pid, 0)
-    dead = {name: points(setup, name)[()].value for name in CONFIG_NAMES if points(setup, name)}
+    dead, again = collect_values(setup), collect_values(setup)
     assert live == {
         "g_last": 2,
         "g_sum": 16,
@@ -194,11 +196,27 @@ def test_gauge_and_up_down_counter_modes_combine_processes(folder: Path) -> None
         "active": 16,  # up-down counters default to live_sum
         "queued": 16,
     }
-    # Dead processes' live_sum shares are gone; the other modes keep what they set.
-    assert dead == {"g_last": 2, "g_sum": 16, "g_max": 9, "g_min": 2, "queued": 16}
+    # Dead processes' live_sum shares are gone (one last point at 0, then none); the
+    # other modes keep what they set.
+    kept = {"g_last": 2, "g_sum": 16, "g_max": 9, "g_min": 2, "queued": 16}
+    assert dead == {**kept, "g_live": 0, "active": 0}
+    assert again == kept
 
 
 CONFIG_NAMES = ("g_last", "g_sum", "g_max", "g_min", "g_live", "active", "queued")
+
+
+def collect_values(setup: Any) -> dict[str, Any]:
+    """One collection: the value of each of CONFIG_NAMES' points without attributes."""
+    data = setup.memory_reader.get_metrics_data()
+    return {
+        metric.name: point.value
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        for point in metric.data.data_points
+        if metric.name in CONFIG_NAMES and not point.attributes
+    }
 
 
 def test_exemplars_of_sampled_spans_reach_the_export(folder: Path) -> None:
@@ -375,6 +393,8 @@ def test_scrape_time_stays_flat_after_2000_worker_lifetimes(folder: Path) -> Non
 
 
 def test_setup_checks_the_folder(tmp_path: Path, clean_sdk: None) -> None:
+    with pytest.raises(ValueError, match="aggregate=True"):
+        setup_metrics("one", aggregate=True)
     with pytest.raises(MultiprocessError, match="does not exist; create it"):
         setup_metrics("mp", multiprocess_dir=tmp_path / "missing")
     (tmp_path / "file").write_text("")
@@ -387,8 +407,6 @@ def test_setup_checks_the_folder(tmp_path: Path, clean_sdk: None) -> None:
         setup_metrics("two", multiprocess_dir=shared)
     with pytest.raises(ValueError, match="needs the engine"):
         setup_metrics("one", multiprocess_dir=shared, engine="sdk")
-    with pytest.raises(ValueError, match="aggregate=True"):
-        setup_metrics("one", aggregate=True)
 
 
 def test_the_environment_variable_switches_it_on(
@@ -557,3 +575,184 @@ def test_metrics_on_a_workers_own_port_serve_the_whole_servers_total(folder: Pat
     assert content_type.startswith("text/plain")
     lines = [line for line in body.decode().splitlines() if line.startswith("jobs_total{")]
     assert len(lines) == 1 and lines[0].endswith(" 5.0"), lines
+
+
+# --------------------------------------------------------------------------- hostile folders
+
+
+@pytest.mark.parametrize("damage", ["json", "unknown_kind", "huge_used", "truncated", "directory"])
+def test_a_damaged_file_is_left_out_and_moved_aside_the_rest_exported(
+    folder: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    setup, client = exporter(folder)
+    run_child(lambda: client.record_counter("jobs_total", 10, {"who": "a"}))
+    run_child(lambda: client.record_counter("jobs_total", 7, {"who": "b"}))
+    first = process_files(folder)[0]
+    bad = folder / first
+    data = bytearray(bad.read_bytes())
+    survivor = ((("who", "b"),), 7) if b'"a"' in data else ((("who", "a"),), 10)
+    if damage == "json":
+        at = data.index(b'"kind"')
+        data[at : at + 6] = b"\xff\xfe{[}!"
+    elif damage == "unknown_kind":
+        at = data.index(b'"counter"')
+        data[at : at + 9] = b'"counteR"'
+    elif damage == "huge_used":
+        data[16:24] = (2**62).to_bytes(8, "little")
+    elif damage == "truncated":
+        used = int.from_bytes(data[16:24], "little")
+        data = data[: used - 4]
+    if damage == "directory":
+        bad.unlink()
+        bad.mkdir()
+    else:
+        bad.write_bytes(bytes(data))
+    with caplog.at_level(logging.ERROR, logger="otel_aspects"):
+        seen = [{k: p.value for k, p in points(setup, "jobs_total").items()} for _ in range(3)]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and first in errors[0], errors
+    assert seen == [dict([survivor])] * 3  # the other file's count, every time
+    assert setup.compact() == 1  # the good dead file; the damaged one moved aside
+    assert process_files(folder) == []
+    assert (folder / (first + ".damaged")).exists()
+    assert {k: p.value for k, p in points(setup, "jobs_total").items()} == dict([survivor])
+
+
+def test_a_second_exporter_of_one_folder_is_refused(folder: Path) -> None:
+    exporter(folder)
+    command = [
+        sys.executable,
+        "-m",
+        "otel_aspects",
+        "serve-metrics",
+        str(folder),
+        "--port",
+        "0",
+        "--service",
+        "mp",
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2
+    assert "is already exported by another process" in result.stderr
+    assert f"pid {os.getpid()}" in result.stderr
+    # The same process setting up again stays the exporter.
+    setup_metrics("mp", multiprocess_dir=folder, aggregate=True)
+
+
+def test_a_deleted_folder_is_made_again_and_workers_still_boot(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    monkeypatch.setenv(multiprocess.ENV_VAR, str(folder))
+    setup, client = exporter(folder)
+    run_child(lambda: client.record_counter("jobs_total", 3))
+    shutil.rmtree(folder)
+
+    def worker() -> None:  # a new worker boots: setup_metrics from the variable
+        setup_metrics("mp")
+        client.record_counter("jobs_total", 4)
+
+    run_child(worker)  # boots although the folder is gone (it makes it again)
+    run_child(lambda: client.record_counter("jobs_total", 5))  # the inherited setup
+    assert points(setup, "jobs_total")[()].value == 9  # the 3 went with the folder
+    shutil.rmtree(folder)
+    with caplog.at_level(logging.ERROR, logger="otel_aspects"):
+        assert points(setup, "jobs_total") == {}
+        points(setup, "jobs_total")
+    errors = [r.getMessage() for r in caplog.records if "deleted while in use" in r.getMessage()]
+    assert len(errors) == 1 and folder.is_dir()  # the exporter made it again, said so once
+
+
+def test_max_series_holds_over_all_processes(folder: Path) -> None:
+    config = {"service_name": "mp", "counters": [{"name": "labelled_total", "max_series": 10}]}
+    client = create_metrics_client("mp", config=config)
+    setup = setup_metrics("mp", multiprocess_dir=folder, aggregate=True)
+    for lifetime in range(5):
+
+        def work(lifetime: int = lifetime) -> None:
+            for i in range(50):
+                client.record_counter("labelled_total", 1, {"id": f"{lifetime}-{i}"})
+
+        run_child(work)
+    for _ in range(2):  # before and after compaction
+        found = points(setup, "labelled_total")
+        assert len(found) == 11, len(found)  # 10 attribute sets and the overflow series
+        assert found[(("otel.metric.overflow", True),)].value == 240
+        assert sum(p.value for p in found.values()) == 250
+        setup.compact()
+
+
+def test_a_restarted_exporter_does_not_send_a_delta_total_again(folder: Path) -> None:
+    delta = InMemoryMetricReader(preferred_temporality=DELTA_TEMPORALITY)
+    _setup, client = exporter(folder, extra_readers=[delta])
+    run_child(lambda: client.record_counter("jobs_total", 10))
+    assert [p.value for p in metric_points(delta, "jobs_total")] == [10]
+    shutdown_metrics()
+    again = InMemoryMetricReader(preferred_temporality=DELTA_TEMPORALITY)
+    setup_metrics("mp", multiprocess_dir=folder, aggregate=True, extra_readers=[again])
+    assert metric_points(again, "jobs_total") == []  # nothing new since it started
+    run_child(lambda: client.record_counter("jobs_total", 2))
+    assert [p.value for p in metric_points(again, "jobs_total")] == [2]
+
+
+def test_a_live_sum_delta_goes_back_to_zero_when_its_processes_die(folder: Path) -> None:
+    delta = InMemoryMetricReader(preferred_temporality=DELTA_TEMPORALITY)
+    _setup, client = exporter(folder, extra_readers=[delta])
+    release_r, release_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(release_w)
+            client.record_up_down_counter("active", 5)
+            os.write(ready_w, b"x")
+            os.read(release_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    assert os.read(ready_r, 1) == b"x"
+    seen = [[p.value for p in metric_points(delta, "active")]]
+    os.close(release_w)
+    os.waitpid(pid, 0)
+    seen.append([p.value for p in metric_points(delta, "active")])
+    seen.append([p.value for p in metric_points(delta, "active")])
+    assert seen == [[5], [-5], []]  # a consumer adding the deltas is back at 0
+
+
+def test_histogram_integer_sums_past_int64_are_kept(folder: Path) -> None:
+    setup, client = exporter(folder)
+
+    def work() -> None:
+        client.record_histogram("sizes", 2**62)
+        client.record_histogram("sizes", 2**62)
+
+    run_child(work)
+    (point,) = points(setup, "sizes").values()
+    assert point.count == 2 and point.sum == float(2**63)
+
+
+def test_setup_passes_the_folder_to_processes_it_starts(folder: Path) -> None:
+    setup_metrics("mp", multiprocess_dir=folder)
+    assert os.environ[multiprocess.ENV_VAR] == str(folder)
+
+
+def test_the_gunicorn_hook_serves_prometheus_and_otlp_when_an_endpoint_is_set(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_aspects.gunicorn import hooks
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    ready, _exited = hooks("mp", directory=folder, prometheus_port=0)
+    ready(None)
+    from otel_aspects import current_setup
+
+    setup = current_setup()
+    assert setup is not None and setup.prometheus_port
+    assert set(setup.exporters) == {"prometheus", "otlp"}
