@@ -1143,7 +1143,14 @@ def _resolve_multiprocess(
     directory: str | os.PathLike[str] | None, service_name: str, engine: str, aggregate: bool
 ) -> multiprocess.Folder | None:
     """The checked multi-process folder (argument, else the variable), or ``None``."""
+    global _env_set_by
     raw = os.fspath(directory) if directory is not None else _env(multiprocess.ENV_VAR)
+    if directory is None and _env_set_by == (os.getpid(), raw):
+        # The variable is the one an earlier setup of this process set for its children:
+        # a setup without multiprocess_dir= is a single-process one again.
+        os.environ.pop(multiprocess.ENV_VAR, None)
+        _env_set_by = None
+        raw = ""
     if not raw:
         if aggregate:
             raise ValueError(
@@ -1171,8 +1178,14 @@ def _resolve_multiprocess(
         if report is not None:
             _log.warning("otel_aspects: %s", report)
     # Processes this one starts (a spawn pool, a subprocess) record into the same folder.
-    os.environ[multiprocess.ENV_VAR] = str(folder.path)
+    if directory is not None and os.environ.get(multiprocess.ENV_VAR) != str(folder.path):
+        os.environ[multiprocess.ENV_VAR] = str(folder.path)
+        _env_set_by = (os.getpid(), str(folder.path))
     return folder
+
+
+#: (pid, folder) when this process set OTEL_ASPECTS_MULTIPROCESS_DIR for its children.
+_env_set_by: tuple[int, str] | None = None
 
 
 def _use_multiprocess(plan: _Plan, inst: _Installation) -> None:

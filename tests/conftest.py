@@ -18,12 +18,19 @@ collect_ignore = ["_children", "typing", "mutation"]
 
 @pytest.fixture(autouse=True)
 def _fresh_otel_aspects_state() -> Iterator[None]:
-    """Each test starts with no remembered warnings and no remembered configs."""
+    """Each test starts with no remembered warnings and no remembered configs, and leaves
+    OTEL_ASPECTS_MULTIPROCESS_DIR as it found it (setup_metrics sets it for the processes
+    it starts)."""
     reset_warned()
     clear_loaded_configs()
+    folder = os.environ.get("OTEL_ASPECTS_MULTIPROCESS_DIR")
     yield
     reset_warned()
     clear_loaded_configs()
+    if folder is None:
+        os.environ.pop("OTEL_ASPECTS_MULTIPROCESS_DIR", None)
+    else:
+        os.environ["OTEL_ASPECTS_MULTIPROCESS_DIR"] = folder
 
 
 @pytest.fixture

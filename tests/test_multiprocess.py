@@ -741,6 +741,9 @@ def test_histogram_integer_sums_past_int64_are_kept(folder: Path) -> None:
 def test_setup_passes_the_folder_to_processes_it_starts(folder: Path) -> None:
     setup_metrics("mp", multiprocess_dir=folder)
     assert os.environ[multiprocess.ENV_VAR] == str(folder)
+    # Set up again without the argument: one process again, the variable taken back.
+    assert setup_metrics("mp").multiprocess_dir is None
+    assert multiprocess.ENV_VAR not in os.environ
 
 
 def test_the_gunicorn_hook_serves_prometheus_and_otlp_when_an_endpoint_is_set(
