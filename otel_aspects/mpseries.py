@@ -253,12 +253,6 @@ class ProcessFile:
         self._file: WorkerFile | None = None
         self._lock = threading.Lock()
 
-    @property
-    def path(self) -> Path | None:
-        """This process's file, once it has one."""
-        file = self._file
-        return file.path if file is not None and file.pid == os.getpid() else None
-
     def file(self) -> WorkerFile:
         file = self._file
         if file is None or file.pid != os.getpid():

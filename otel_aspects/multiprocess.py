@@ -755,11 +755,6 @@ class Collector:
             )
             return 0
 
-    def totals(self) -> Totals:
-        """Every series' total now (see :func:`read_totals`)."""
-        with self._lock:
-            return self._read()
-
     def _read(self) -> Totals:
         try:
             return read_totals(self.folder.path, self._cache)
