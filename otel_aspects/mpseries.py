@@ -103,7 +103,7 @@ class _HistogramQueue(_NoQueue):
     write the same series).
     """
 
-    __slots__ = ("bounds", "counter", "high", "low", "unflagged")
+    __slots__ = ("bounds", "counter", "d", "high", "low", "q", "unflagged")
 
     def __init__(
         self,
@@ -114,23 +114,24 @@ class _HistogramQueue(_NoQueue):
     ) -> None:
         super().__init__(words, lock)
         self.bounds = bounds
-        self.counter = counter
+        #: The views written per measurement, looked up once here.
+        self.counter = None if counter is None else counter.q
+        self.q = None if words is None else words.q
+        self.d = None if words is None else words.d
         self.low = _INF
         self.high = -_INF
         self.unflagged = True
 
     def append(self, value: Any) -> None:
         index = bisect_left(self.bounds, value)
-        words = self.words
         with self.lock:
             counter = self.counter
             if counter is not None:
-                q = counter.q
-                q[N] += 1
-                q[ISUM] += 1
-            if words is None:
+                counter[N] += 1
+                counter[ISUM] += 1
+            q, d = self.q, self.d
+            if q is None or d is None:
                 return
-            q, d = words.q, words.d
             if value.__class__ is int:
                 try:
                     q[ISUM] += value
